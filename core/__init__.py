@@ -1,0 +1,1 @@
+"""qms-panel core: the headless library (no Textual, no Rich)."""

@@ -1,0 +1,247 @@
+"""The settings model and its loader.
+
+Precedence, highest first: command-line flags > environment (``QMS_PANEL_*``) > a TOML file
+(``qms-panel.toml`` in the working directory, or ``--config PATH``) > defaults. Flags, TOML
+keys and environment names all match: ``--project-root`` / ``project_root`` /
+``QMS_PANEL_PROJECT_ROOT``.
+
+Every failure is a :class:`~core.errors.SettingsError` whose one line names the key and the
+reason; the CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from core.errors import InvalidAgentId, SettingsError
+
+ENV_PREFIX = "QMS_PANEL_"
+DEFAULT_CONFIG_FILE = "qms-panel.toml"
+AGENT_ID_RE = re.compile(r"^[a-z0-9_-]+$")
+CONTAINER_PREFIX_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)d)?\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")
+
+Transport = Literal["auto", "sse", "streamable-http"]
+
+_toml_values: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("qms_panel_toml", default={})
+
+
+def check_agent_id(agent: str) -> str:
+    """Return ``agent`` if it is a valid agent id, else raise InvalidAgentId."""
+    if not isinstance(agent, str) or not AGENT_ID_RE.match(agent):
+        raise InvalidAgentId(f"{agent!r} must match [a-z0-9_-]+ (lower-case letters, digits, '_' and '-')")
+    return agent
+
+
+def parse_duration(value: Any) -> Any:
+    """Accept seconds (int/float), '4h', '90m', '1h30m', '2d', or anything pydantic takes."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return timedelta(seconds=float(text))
+        m = _DURATION_RE.match(text)
+        if text and m and any(m.groups()):
+            d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+            return timedelta(days=d, hours=h, minutes=mi, seconds=s)
+    return value
+
+
+def check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL with a host")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ValueError(f"{value!r} has a bad port ({exc})") from None
+    return value
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Values read from the TOML file by :func:`load_settings` (already parsed)."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused by __call__
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_toml_values.get())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    project_root: Path = Field(default=Path("."), description="host folder mounted as /pipe-dream; must contain QMS/")
+    agents: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["claude"], description="agent ids")
+    image: str = Field(default="claude-agent", description="agent image")
+    mcp_url: str = Field(default="http://127.0.0.1:8000/sse", description="MCP URL as seen from the host")
+    container_mcp_url: str = Field(
+        default="http://host.docker.internal:8000/sse", description="MCP URL as seen from inside a container"
+    )
+    mcp_transport: Transport = Field(default="auto", description="sse, streamable-http, or auto (from the URL path)")
+    container_prefix: str = Field(default="qms-agent-", description="container name prefix")
+    deploy_key: Path | None = Field(default=None, description="deploy key mounted read-only at /.ssh/id_ed25519")
+    stuck_after: timedelta = Field(default=timedelta(hours=4), description="a checkout idle this long is stale")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @field_validator("project_root")
+    @classmethod
+    def _project_root(cls, value: Path) -> Path:
+        root = value.expanduser()
+        if not root.exists():
+            raise ValueError(f"{root} does not exist")
+        if not root.is_dir():
+            raise ValueError(f"{root} is not a directory")
+        if not (root / "QMS").is_dir():
+            raise ValueError(f"{root.resolve()} has no QMS/ folder (is it the pipe-dream root?)")
+        return root.resolve()
+
+    @field_validator("agents", mode="before")
+    @classmethod
+    def _split_agents(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("agents")
+    @classmethod
+    def _agents(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one agent id is needed")
+        for agent in value:
+            if not AGENT_ID_RE.match(agent):
+                raise ValueError(f"{agent!r} is not a valid agent id ([a-z0-9_-]+)")
+        return list(dict.fromkeys(value))
+
+    @field_validator("mcp_url", "container_mcp_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_http_url(value)
+
+    @field_validator("container_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not CONTAINER_PREFIX_RE.match(value):
+            raise ValueError(f"{value!r} is not usable in a container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if not value.strip() or any(c.isspace() for c in value):
+            raise ValueError(f"{value!r} is not an image reference")
+        return value
+
+    @field_validator("deploy_key")
+    @classmethod
+    def _deploy_key(cls, value: Path | None) -> Path | None:
+        if value is None or str(value) == "":
+            return None
+        key = value.expanduser()
+        if not key.is_file():
+            raise ValueError(f"{key} is not a file")
+        return key.resolve()
+
+    @field_validator("stuck_after", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value)
+
+    @field_validator("stuck_after")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() <= 0:
+            raise ValueError("must be a positive duration such as 4h or 90m")
+        return value
+
+    # --- derived names (the layout module resolves paths) --------------------------------
+
+    def container_name(self, agent: str) -> str:
+        return f"{self.container_prefix}{agent}"
+
+    def transport_for(self, url: str | None = None) -> Literal["sse", "streamable-http"]:
+        """The transport to use: explicit, else from the URL path (``/mcp`` -> streamable HTTP)."""
+        if self.mcp_transport != "auto":
+            return self.mcp_transport
+        return transport_from_url(url or self.mcp_url)
+
+
+def transport_from_url(url: str) -> Literal["sse", "streamable-http"]:
+    path = urlsplit(url).path.rstrip("/")
+    return "streamable-http" if path.endswith("/mcp") else "sse"
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _read_toml(path: Path, explicit: bool) -> dict[str, Any]:
+    if not path.exists():
+        if explicit:
+            raise SettingsError(f"config file {path} does not exist")
+        return {}
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    # Relative paths in the file are relative to the file, not to the working directory.
+    for key in ("project_root", "deploy_key"):
+        if isinstance(data.get(key), str) and data[key] and not Path(data[key]).expanduser().is_absolute():
+            data[key] = str((path.parent / data[key]).resolve())
+    return data
+
+
+def _describe(err: dict[str, Any], toml_path: Path | None, toml_keys: set[str]) -> str:
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "settings"
+    key = loc.split(".")[0]
+    if err.get("type") == "extra_forbidden":
+        where = f" in {toml_path}" if toml_path else ""
+        return f"unknown key {key!r}{where} (known: {', '.join(Settings.model_fields)})"
+    msg = err.get("msg", "invalid value")
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    if err.get("type") == "timedelta_parsing" or (key == "stuck_after" and "timedelta" in msg):
+        msg = f"{err.get('input')!r} is not a duration (use e.g. 4h, 90m, 1h30m or seconds)"
+    source = f" ({flag_name(key)} / {env_name(key)}" + (f" / {toml_path}" if key in toml_keys and toml_path else "") + ")"
+    return f"{key}: {msg}{source}"
+
+
+def load_settings(overrides: dict[str, Any] | None = None, config: Path | None = None) -> Settings:
+    """Build the settings from flags (``overrides``), environment, TOML file and defaults."""
+    explicit = config is not None
+    path = Path(config) if explicit else Path.cwd() / DEFAULT_CONFIG_FILE
+    toml = _read_toml(path, explicit)
+    token = _toml_values.set(toml)
+    try:
+        return Settings(**{k: v for k, v in (overrides or {}).items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SettingsError(_describe(first, path if toml else None, set(toml))) from None
+    finally:
+        _toml_values.reset(token)

@@ -1,0 +1,1 @@
+"""qms-panel terminal app and command line."""

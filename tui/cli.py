@@ -1,0 +1,159 @@
+"""The ``qms-panel`` command line.
+
+``qms-panel`` alone opens the app; ``qms-panel --demo`` opens it on a sample project and a
+dev server it starts itself. Subcommands live one per module in :mod:`tui.commands`; each
+module has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
+
+Exit codes: 0 success, 1 the operation was refused or failed, 2 usage or configuration
+error. Errors are one line on stderr, never a traceback (set ``QMS_PANEL_DEBUG=1`` to see
+one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import pkgutil
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from core.errors import InvalidAgentId, InvalidDocumentId, QmsPanelError, SettingsError
+from core.settings import Settings, load_settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+USAGE_ERRORS = (SettingsError, InvalidAgentId, InvalidDocumentId)
+
+SETTING_FLAGS: dict[str, str] = {
+    "project_root": "host folder mounted as /pipe-dream (must contain QMS/)",
+    "agents": "comma-separated agent ids (default: claude)",
+    "image": "agent image (default: claude-agent)",
+    "mcp_url": "MCP URL from the host (default: http://127.0.0.1:8000/sse)",
+    "container_mcp_url": "MCP URL from inside containers (default: http://host.docker.internal:8000/sse)",
+    "mcp_transport": "sse, streamable-http or auto (default: from the URL path)",
+    "container_prefix": "container name prefix (default: qms-agent-)",
+    "deploy_key": "deploy key mounted read-only at /.ssh/id_ed25519",
+    "stuck_after": "a checkout idle this long is stale, e.g. 4h, 90m (default: 4h)",
+}
+
+
+class UsageError(QmsPanelError):
+    title = "Usage"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _settings_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("settings (flags > QMS_PANEL_* env > qms-panel.toml > defaults)")
+    group.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                       help="TOML settings file (default: ./qms-panel.toml if present)")
+    for field, help_text in SETTING_FLAGS.items():
+        group.add_argument("--" + field.replace("_", "-"), dest=field, metavar=field.split("_")[-1].upper(),
+                           default=argparse.SUPPRESS, help=help_text)
+    return parent
+
+
+def command_modules() -> list[Any]:
+    import tui.commands as pkg
+
+    mods = [importlib.import_module(f"tui.commands.{m.name}") for m in pkgutil.iter_modules(pkg.__path__)]
+    return sorted((m for m in mods if hasattr(m, "NAME")), key=lambda m: m.NAME)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parent = _settings_parent()
+    parser = _Parser(prog="qms-panel", parents=[parent],
+                     description="Control panel for QMS agents in Docker containers.")
+    parser.add_argument("--demo", action="store_true", help="open the panel on a sample project and dev server")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for mod in command_modules():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP,
+                           parents=[parent] if getattr(mod, "USES_SETTINGS", True) else [])
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {f: getattr(args, f) for f in SETTING_FLAGS if hasattr(args, f)}
+    config = getattr(args, "config", None)
+    return load_settings(overrides, Path(config) if config else None)
+
+
+def print_json(data: Any) -> None:
+    """Print a pydantic model, a list of them, or plain data as JSON on stdout."""
+    def plain(obj):
+        if hasattr(obj, "model_dump"):
+            return obj.model_dump(mode="json")
+        if isinstance(obj, (list, tuple)):
+            return [plain(o) for o in obj]
+        if isinstance(obj, dict):
+            return {k: plain(v) for k, v in obj.items()}
+        return obj
+
+    json.dump(plain(data), sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def error_json(err: QmsPanelError) -> dict:
+    return {"ok": False, "error": {"title": err.title, "detail": err.detail, "kind": type(err).__name__}}
+
+
+def fail(message: str) -> None:
+    print(f"qms-panel: {message}", file=sys.stderr)
+
+
+def run_guarded(func: Callable[[], int], *, as_json: bool = False) -> int:
+    """Run ``func`` and turn every error into one line and an exit code."""
+    try:
+        return func()
+    except KeyboardInterrupt:
+        return 130
+    except QmsPanelError as err:
+        if os.environ.get("QMS_PANEL_DEBUG"):
+            raise
+        if as_json:
+            print_json(error_json(err))
+        fail(str(err))
+        return EXIT_USAGE if isinstance(err, USAGE_ERRORS + (UsageError,)) else EXIT_FAILED
+    except Exception as err:  # noqa: BLE001 - last line of defence: never a traceback
+        if os.environ.get("QMS_PANEL_DEBUG"):
+            raise
+        fail(f"internal error: {type(err).__name__}: {err} (set QMS_PANEL_DEBUG=1 for the traceback)")
+        return EXIT_FAILED
+
+
+def _run_app(args: argparse.Namespace) -> int:
+    if args.demo:
+        from tui.demo import run_demo
+
+        return run_demo(args)
+    settings = settings_from_args(args)
+    from tui.launch import run_app
+
+    return run_app(settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as err:
+        fail(err.detail)
+        return EXIT_USAGE
+    as_json = bool(getattr(args, "json", False))
+    runner = getattr(args, "_run", None)
+    if runner is None:
+        return run_guarded(lambda: _run_app(args))
+    return run_guarded(lambda: runner(args), as_json=as_json)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

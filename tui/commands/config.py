@@ -1,0 +1,33 @@
+"""`qms-panel config`: the effective settings, after flags, environment, file and defaults."""
+
+from __future__ import annotations
+
+from core import layout
+from tui.cli import print_json, settings_from_args
+
+NAME = "config"
+HELP = "show the effective settings and the access matrix they resolve to"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(args) -> int:
+    settings = settings_from_args(args)
+    if args.json:
+        data = settings.model_dump(mode="json")
+        data["stuck_after"] = settings.stuck_after.total_seconds()
+        print_json(data)
+        return 0
+    width = max(len(k) for k in type(settings).model_fields)
+    for key in type(settings).model_fields:
+        value = getattr(settings, key)
+        if key == "agents":
+            value = ",".join(value)
+        print(f"{key:<{width}}  {value}")
+    for agent in settings.agents:
+        print(f"\naccess matrix for {agent}:")
+        for rule in layout.for_settings(settings, agent).rules:
+            print(f"  {rule.container_path:<45} {rule.access.value:<22} {rule.purpose}")
+    return 0

@@ -8,6 +8,7 @@ show). Nobody else spells these paths.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
@@ -115,6 +116,14 @@ class AgentLayout(BaseModel):
     def inbox_host(self) -> Path:
         return inbox_dir(self.project_root, self.agent)
 
+    @property
+    def workspace_rule(self) -> PathRule:
+        return self.rule(container_path(f".claude/users/{self.agent}", "workspace"))
+
+    @property
+    def inbox_rule(self) -> PathRule:
+        return self.rule(container_path(f".claude/users/{self.agent}", "inbox"))
+
     def rule(self, container_path: str) -> PathRule:
         for r in self.rules:
             if r.container_path == container_path:
@@ -155,6 +164,15 @@ def resolve(
                      source=str(Path(deploy_key)), is_file=True)
         )
     return AgentLayout(agent=agent, project_root=root, rules=tuple(rules))
+
+
+_WORKSPACE_TARGET_RE = re.compile(r"^/pipe-dream/\.claude/users/([a-z0-9_-]+)/workspace/?$")
+
+
+def agent_from_workspace_path(target: str) -> str | None:
+    """The agent whose workspace is mounted at ``target`` inside a container, if it is one."""
+    m = _WORKSPACE_TARGET_RE.match(target)
+    return m.group(1) if m else None
 
 
 def for_settings(settings, agent: str) -> AgentLayout:

@@ -1,7 +1,14 @@
-"""core is headless: importing every core module loads no textual, rich or tui."""
+"""core is headless: it imports no textual, rich or tui.
+
+Third-party libraries may reach for rich when it happens to be installed (httpx's optional
+command line does), so the check runs every core module in a subprocess where textual, rich
+and tui cannot be imported at all: core must import and work without them, and none of them
+may end up in ``sys.modules``. A static scan of core's sources backs it up.
+"""
 
 import json
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +16,16 @@ from pathlib import Path
 import core
 
 FORBIDDEN = ("textual", "rich", "tui")
+ROOT = Path(__file__).parent.parent
+
+BLOCKER = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {FORBIDDEN!r}:
+            raise ModuleNotFoundError(f"blocked by the hygiene test: {{name}}", name=name)
+sys.meta_path.insert(0, Block())
+"""
 
 
 def all_core_modules() -> list[str]:
@@ -19,22 +36,30 @@ def all_core_modules() -> list[str]:
     return names
 
 
-def test_core_imports_no_ui_modules():
+def run_isolated(modules: list[str]) -> subprocess.CompletedProcess:
+    code = BLOCKER + (
+        "import importlib, json\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r})))\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_every_core_module_imports_without_ui_libraries():
     modules = all_core_modules()
     assert "core.settings" in modules and "core.layout" in modules
-    code = (
-        "import importlib, json, sys\n"
-        f"for name in {modules!r}: importlib.import_module(name)\n"
-        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r})\n"
-        "print(json.dumps(bad))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).parent.parent, check=True)
-    assert json.loads(out.stdout) == [], f"core pulled in UI modules: {out.stdout}"
+    proc = run_isolated(modules)
+    assert proc.returncode == 0, f"a core module needs a UI library:\n{proc.stderr[-2000:]}"
+    assert json.loads(proc.stdout) == []
 
 
-def test_the_check_would_catch_a_leak():
-    """The subprocess check really sees an import of textual (so the test above can fail)."""
-    code = "import sys, textual; print('textual' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "True"
+def test_core_sources_never_name_ui_libraries():
+    pattern = re.compile(r"^\s*(from|import)\s+(" + "|".join(FORBIDDEN) + r")\b", re.M)
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "core").rglob("*.py") if pattern.search(p.read_text())]
+    assert offenders == []
+
+
+def test_the_isolated_check_would_catch_a_leak():
+    """The blocker really stops an import of textual, so the first test can fail."""
+    proc = run_isolated(["json", "textual"])
+    assert proc.returncode != 0 and "blocked by the hygiene test: textual" in proc.stderr

@@ -51,3 +51,11 @@ def test_mcp_config_is_the_vision_json():
     assert layout.mcp_config("http://host.docker.internal:8000/sse") == {
         "mcpServers": {"qms": {"type": "sse", "url": "http://host.docker.internal:8000/sse"}}}
     assert layout.mcp_config("http://h:8000/mcp")["mcpServers"]["qms"]["type"] == "http"
+
+
+def test_named_rules_and_workspace_target():
+    lay = layout.resolve("qa", Path("/r"))
+    assert lay.workspace_rule.container_path == "/pipe-dream/.claude/users/qa/workspace"
+    assert lay.inbox_rule.read_only
+    assert layout.agent_from_workspace_path(lay.workspace_rule.container_path) == "qa"
+    assert layout.agent_from_workspace_path("/pipe-dream/QMS") is None

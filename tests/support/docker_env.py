@@ -2,8 +2,9 @@
 
 No registry is reachable, so the test image is a rootfs with Debian's static busybox
 (``/bin/busybox`` from the ``busybox-static`` package), imported once per engine and cached
-by tag. Every container and volume a test makes carries ``TEST_LABEL`` and is removed at the
-end of the session, so a crashed test cannot leave things behind for the next run.
+by tag. Every container and volume a test makes carries ``TEST_LABEL`` and is named from
+``unique_prefix`` (``qmst-<session><test>-``); what this session made is removed at its end, and
+a parallel session's containers are left alone.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 TEST_IMAGE_REPO = "qms-panel-test/busybox"
 TEST_LABEL = "qms-panel.test"
 TEST_PREFIX = "qmst-"  # every container/volume name a test makes starts with this
+SESSION = uuid.uuid4().hex[:6]  # this pytest session's part of the prefix: cleanup spares other sessions
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 BUSYBOX_APPLETS = (
     "sh", "ls", "cat", "echo", "touch", "rm", "mkdir", "sleep", "wget", "env", "test", "id",
@@ -106,15 +108,13 @@ def docker_client():
         pytest.skip(reason)
     yield client
     # Session cleanup: everything the tests labelled.
-    leftovers = {c.id: c for c in client.containers.list(all=True, filters={"label": TEST_LABEL})}
-    leftovers.update({c.id: c for c in client.containers.list(all=True, filters={"name": TEST_PREFIX})})
-    for c in leftovers.values():
+    mine = TEST_PREFIX + SESSION
+    for c in client.containers.list(all=True, filters={"name": mine}):
         try:
             c.remove(force=True, v=True)
         except Exception:
             pass
-    volumes = client.volumes.list(filters={"label": TEST_LABEL}) + client.volumes.list(filters={"name": TEST_PREFIX})
-    for v in volumes:
+    for v in client.volumes.list(filters={"name": mine}):
         try:
             v.remove(force=True)
         except Exception:
@@ -146,7 +146,7 @@ def test_image(docker_client) -> str:
 @pytest.fixture
 def unique_prefix() -> str:
     """A container-name prefix unique to one test, so tests never collide."""
-    return f"{TEST_PREFIX}{uuid.uuid4().hex[:8]}-"
+    return f"{TEST_PREFIX}{SESSION}{uuid.uuid4().hex[:6]}-"
 
 
 @pytest.fixture

@@ -1,0 +1,160 @@
+"""`qms-panel devserver`, `python -m core.devserver` and `qms-panel --demo` through the real command line."""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import ClientSession
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+
+from support.devserver import free_port
+
+
+def qms_panel(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["qms-panel", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def start(*cmd: str) -> tuple[subprocess.Popen, queue.Queue]:
+    """A long-running command, and a queue that receives its stdout lines."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put("")
+
+    threading.Thread(target=pump, daemon=True).start()
+    return proc, lines
+
+
+def next_line(proc: subprocess.Popen, lines: queue.Queue, timeout: float = 60) -> str:
+    try:
+        line = lines.get(timeout=timeout)
+    except queue.Empty:
+        proc.kill()
+        pytest.fail(f"no output within {timeout} s")
+    if not line:
+        pytest.fail(f"exited with {proc.wait()}: {proc.stderr.read()}")
+    return line
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 30) -> int:
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("did not stop")
+
+
+def port_closed(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_init_creates_the_sample_project_once(tmp_path):
+    root = tmp_path / "sample"
+    done = qms_panel("devserver", "--init", str(root))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"qms devserver: sample project created in {root.resolve()}"
+    assert (root / "qms.config.json").is_file() and (root / ".claude/agents/qa.md").is_file()
+    assert sorted(p.name for p in (root / "QMS/SOP").iterdir()) == ["SOP-001.md", "SOP-002.md", "SOP-003.md"]
+    checked_out = json.loads((root / "QMS/.meta/CR/CR-001.json").read_text())
+    assert (checked_out["checked_out"], checked_out["responsible_user"]) == (True, "claude")
+    assert (root / ".claude/users/claude/workspace/CR-001.md").is_file()
+    assert [p.name for p in (root / ".claude/users/qa/inbox").iterdir()] == ["task-CR-003-pre_review-v0-1.md"]
+    seed = json.loads((root / "QMS/.audit/SOP/SOP-001.jsonl").read_text())
+    assert (seed["action"], seed["user"]) == ("seed", "system")
+
+    again = qms_panel("devserver", "--init", str(root), "--json")
+    assert again.returncode == 1
+    assert "already exists" in one_line(again.stderr)
+    assert json.loads(again.stdout)["error"]["kind"] == "ProjectError"
+
+
+def test_bad_project_root_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    cases = {tmp_path / "missing": "does not exist", tmp_path: "has no QMS/ folder"}
+    for root, reason in cases.items():
+        done = qms_panel("devserver", "--project-root", str(root), "--port", str(free_port()))
+        assert done.returncode == 2, root
+        assert reason in one_line(done.stderr)
+    cases[tmp_path / "file.txt"] = "is not a directory"
+    for root, reason in cases.items():
+        module = subprocess.run([sys.executable, "-m", "core.devserver", "--project-root", str(root)],
+                                capture_output=True, text=True, timeout=60)
+        assert module.returncode == 2, root
+        assert one_line(module.stderr).startswith("qms devserver: Bad project: ") and reason in module.stderr
+
+
+def test_usage_errors_exit_2(sample_project):
+    for args in (["devserver"], ["devserver", "--project-root", str(sample_project), "--identity-ttl", "0"]):
+        done = qms_panel(*args)
+        assert done.returncode == 2, args
+        assert one_line(done.stderr).startswith("qms-panel: ")
+
+
+def test_port_in_use_is_one_line_and_exit_1(devserver):
+    done = qms_panel("devserver", "--project-root", str(devserver.project_root), "--port", str(devserver.port))
+    assert done.returncode == 1
+    assert one_line(done.stderr) == (
+        f"qms-panel: Port in use: 127.0.0.1:{devserver.port} is already in use (another server running?)")
+
+
+async def test_serve_announces_then_stops_on_sigint(sample_project):
+    port = free_port()
+    proc, lines = start("qms-panel", "devserver", "--project-root", str(sample_project), "--port", str(port),
+                        "--transport", "streamable-http")
+    try:
+        line = next_line(proc, lines)
+        url = f"http://127.0.0.1:{port}/mcp"
+        assert line == f"qms devserver: streamable-http on {url} (project {sample_project.resolve()})"
+        with anyio.fail_after(30):
+            async with streamable_http_client(url) as (read, write, _), ClientSession(read, write) as session:
+                await session.initialize()
+                result = await session.call_tool("qms_status", {"doc_id": "CR-001", "user": "claude"})
+        assert "Checked Out: True" in result.content[0].text
+    finally:
+        code = stop(proc)
+    assert code == 0
+    err = proc.stderr.read()
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[qms-mcp\] INFO: Tool invocation: user=claude, "
+                     r"args=\['status', 'CR-001'\]$", err, re.M), err
+    assert "[qms-mcp] INFO: Tool result: status success=True" in err
+
+
+async def test_demo_starts_a_sample_and_a_server_and_cleans_up():
+    proc, lines = start("qms-panel", "--demo")
+    try:
+        root = Path(next_line(proc, lines).removeprefix("qms-panel demo: sample project "))
+        url = re.match(r"qms-panel demo: MCP server (\S+) ", next_line(proc, lines)).group(1)
+        next_line(proc, lines)  # "press Ctrl-C"
+        assert (root / "QMS").is_dir()
+        with anyio.fail_after(30):
+            async with sse_client(url) as (read, write), ClientSession(read, write) as session:
+                await session.initialize()
+                text = (await session.call_tool("qms_inbox", {"user": "qa"})).content[0].text
+        assert "[REVIEW] CR-003" in text
+    finally:
+        code = stop(proc)
+    assert code == 0
+    assert not root.parent.exists()
+    assert port_closed(int(url.split(":")[2].split("/")[0]))

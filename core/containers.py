@@ -1,0 +1,679 @@
+"""Agent containers on the Docker engine: launch as the vision says, restart, stop, start, remove, list.
+
+The only module that talks to Docker (with :mod:`core.engine_events`, which reads the events
+API through a :class:`ContainerManager`). Methods are blocking (the TUI runs them in thread
+workers) except :meth:`ContainerManager.logs`, an async iterator. They return plain pydantic
+models and raise only :class:`~core.errors.QmsPanelError` subclasses.
+
+A container is *managed* when it carries ``qms-panel.managed=true``; qms-panel never replaces,
+stops or removes a container without that label. Every path comes from :mod:`core.layout`.
+
+Cost of :meth:`ContainerManager.list`: one ``GET /containers/json?all=1``. The start time and
+the engine's restart count are not in that answer; they come from an inspect of each listed
+container, cached per container while an :class:`~core.engine_events.EngineEvents` stream on
+this manager is connected (its events invalidate the entries they touch). So the TUI, which
+keeps the stream open, pays one call per refresh; a one-shot command pays one inspect per
+listed container.
+
+Restart count: Docker's ``RestartCount`` counts only restarts made by a restart policy (agents
+have none), so a row's ``restart_count`` is that number plus the restarts this manager made or
+saw on its event stream (``docker restart`` from outside) since it was created.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import docker
+import docker.errors
+from docker.types import Mount
+from pydantic import BaseModel
+
+from core import layout
+from core.engine import (
+    ContainerNotRunning,
+    EngineTarget,
+    ThreadedStream,
+    close_quietly,
+    endpoint_of,
+    engine_errors,
+    target_from_env,
+)
+from core.errors import ContainerNotFound, ImageMissing, MountSourceMissing, NameConflict, NotManaged, ProjectError
+from core.settings import AGENT_ID_RE, Settings, check_agent_id
+
+__all__ = [
+    "LABEL_MANAGED", "LABEL_AGENT", "LABEL_PROJECT_ROOT", "ContainerManager", "ContainerRow", "ContainerDetail",
+    "MountInfo", "ExecResult", "EngineInfo", "ContainerNotRunning",
+]
+
+LABEL_MANAGED = "qms-panel.managed"
+LABEL_AGENT = "qms-panel.agent"
+LABEL_PROJECT_ROOT = "qms-panel.project-root"
+HOST_GATEWAY = {"host.docker.internal": "host-gateway"}
+IMAGE_HINT = "build it with `qms-panel image build`, or choose another with --image / QMS_PANEL_IMAGE"
+
+State = Literal["created", "running", "paused", "restarting", "exited", "dead", "removing"]
+_STATUS_WORD = {"created": "Created", "running": "Up", "paused": "Up (Paused)", "restarting": "Restarting",
+                "exited": "Exited", "dead": "Dead", "removing": "Removal In Progress"}
+
+
+class ContainerRow(BaseModel):
+    """One agent container as the containers pane shows it."""
+
+    agent: str
+    id: str
+    name: str
+    state: State
+    health: str | None = None
+    started_at: datetime | None = None
+    restart_count: int = 0
+    image: str
+    exit_code: int | None = None  # only when exited or dead
+    managed: bool = True
+    status_text: str = ""
+
+    def summary(self) -> str:
+        """One line for the command line: name, short id, state, image."""
+        flag = "" if self.managed else ", NOT made by qms-panel"
+        return f"{self.name} ({self.id[:12]}): {self.status_text or self.state}, image {self.image}{flag}"
+
+
+class MountInfo(BaseModel):
+    type: str
+    source: str
+    destination: str
+    rw: bool
+    volume_name: str | None = None
+
+
+class ContainerDetail(BaseModel):
+    """What inspect says about a container, as plain data (the access audit reads this)."""
+
+    id: str
+    name: str
+    agent: str
+    managed: bool
+    state: State
+    image: str
+    hostname: str
+    env: dict[str, str]
+    labels: dict[str, str]
+    mounts: list[MountInfo]
+    extra_hosts: list[str]
+    command: list[str]
+    tty: bool
+    open_stdin: bool
+    started_at: datetime | None = None
+    exit_code: int | None = None
+    health: str | None = None
+
+
+class ExecResult(BaseModel):
+    exit_code: int | None
+    output: str
+    timed_out: bool = False
+
+
+class EngineInfo(BaseModel):
+    endpoint: str
+    version: str
+    api_version: str
+
+
+class _Facts(BaseModel):
+    """The parts of a row only inspect knows, cached per container id."""
+
+    state: str
+    started_at: datetime | None
+    engine_restarts: int
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """Docker's RFC 3339 time (nanoseconds allowed); its zero time is None."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    m = re.match(r"^(.*T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", value)
+    if not m:
+        return None
+    frac = (m.group(2) or "")[:7]
+    return datetime.fromisoformat(m.group(1) + frac + ("+00:00" if m.group(3) == "Z" else m.group(3)))
+
+
+def _health_from_status(status: str) -> str | None:
+    m = re.search(r"\((healthy|unhealthy|health: starting)\)", status)
+    if not m:
+        return None
+    return "starting" if m.group(1) == "health: starting" else m.group(1)
+
+
+def _exit_from_status(status: str) -> int | None:
+    m = re.match(r"^(?:Exited|Restarting) \((-?\d+)\)", status)
+    return int(m.group(1)) if m else None
+
+
+class ContainerManager:
+    """Agent containers of one project on one engine (blocking calls; see the module docstring).
+
+    ``client`` is used as given (tests point one at a relay); without it the manager connects
+    lazily to the engine of the standard Docker environment and reconnects after :meth:`reset`.
+    ``extra_labels`` are added to every container and volume it makes. ``stop_timeout`` is the
+    grace period, in seconds, between SIGTERM and SIGKILL on stop and restart.
+    """
+
+    def __init__(self, settings: Settings, *, client: docker.DockerClient | None = None,
+                 extra_labels: dict[str, str] | None = None, stop_timeout: int = 10,
+                 target: EngineTarget | None = None) -> None:
+        self.settings = settings
+        self.project_root = Path(settings.project_root).expanduser().resolve()
+        self.extra_labels = dict(extra_labels or {})
+        self.stop_timeout = stop_timeout
+        self._client = client
+        self._owns_client = client is None
+        self._target = target
+        self._client_lock = threading.Lock()  # held while connecting, which can take long
+        self._lock = threading.Lock()  # the caches below; never held across an engine call
+        self._facts: dict[str, _Facts] = {}
+        self._generation: dict[str, int] = {}
+        self._restarts: dict[str, int] = {}
+        self._expected_restarts: dict[str, list[float]] = {}
+        self._live_streams = 0
+
+    # --- the engine ----------------------------------------------------------------------
+
+    @property
+    def client(self) -> docker.DockerClient:
+        with self._client_lock:
+            if self._client is None:
+                if self._target is None:
+                    self._target = target_from_env()
+                self._client = self._target.client()
+            return self._client
+
+    @property
+    def endpoint(self) -> str:
+        """The engine, as an operator would write it (for messages)."""
+        if self._client is not None:
+            return endpoint_of(self._client)
+        try:
+            return (self._target or target_from_env()).base_url
+        except Exception:  # noqa: BLE001 - a description must never fail
+            return "the Docker engine"
+
+    def reset(self) -> None:
+        """Forget an owned client, so the next call reconnects (after the engine was lost).
+
+        Never blocks (the event stream calls it on the event loop).
+        """
+        if self._owns_client:
+            client, self._client, self._target = self._client, None, None
+            if client is not None:
+                close_quietly(client)
+
+    def engine(self) -> EngineInfo:
+        with engine_errors(self.endpoint):
+            v = self.client.version()
+        return EngineInfo(endpoint=self.endpoint, version=str(v.get("Version", "?")),
+                          api_version=str(v.get("ApiVersion", "?")))
+
+    def ping(self, timeout: float = 3.0) -> None:
+        """Raise EngineUnreachable unless the engine answers ``/_ping`` within ``timeout`` seconds."""
+        with engine_errors(self.endpoint):
+            api = self.client.api
+            api.get(f"{api.base_url}/_ping", timeout=timeout).raise_for_status()
+
+    def image_exists(self, image: str) -> bool:
+        with engine_errors(self.endpoint):
+            try:
+                self.client.api.inspect_image(image)
+            except docker.errors.NotFound:
+                return False
+        return True
+
+    # --- names and ownership -------------------------------------------------------------
+
+    def container_name(self, agent: str) -> str:
+        return self.settings.container_name(check_agent_id(agent))
+
+    def _layout(self, agent: str) -> layout.AgentLayout:
+        return layout.resolve(agent, self.project_root, container_prefix=self.settings.container_prefix,
+                              deploy_key=self.settings.deploy_key)
+
+    def _labels(self, agent: str) -> dict[str, str]:
+        return {**self.extra_labels, LABEL_MANAGED: "true", LABEL_AGENT: agent,
+                LABEL_PROJECT_ROOT: str(self.project_root)}
+
+    def _inspect_name(self, name: str) -> dict | None:
+        """Inspect data of the container called exactly ``name``, or None."""
+        try:
+            attrs = self.client.api.inspect_container(name)
+        except docker.errors.NotFound:
+            return None
+        return attrs if attrs.get("Name", "").lstrip("/") == name else None
+
+    def _own(self, agent: str, doing: str) -> dict:
+        """Inspect data of ``agent``'s container; refuse when absent or not made by qms-panel."""
+        name = self.container_name(agent)
+        attrs = self._inspect_name(name)
+        if attrs is None:
+            raise ContainerNotFound(f"no container {name} for agent {agent!r} on {self.endpoint} "
+                                    f"(launch it: qms-panel launch {agent})")
+        if not _is_managed(attrs["Config"].get("Labels")):
+            raise NotManaged(f"{name} exists but qms-panel did not make it (no {LABEL_MANAGED} label); "
+                             f"qms-panel never {doing} containers it did not make")
+        return attrs
+
+    def agent_of(self, name: str, labels: dict | None) -> str:
+        """The agent a container serves: its label, else its name minus the prefix, else its name."""
+        labels = labels or {}
+        if _is_managed(labels) and labels.get(LABEL_AGENT):
+            return labels[LABEL_AGENT]
+        prefix = self.settings.container_prefix
+        rest = name[len(prefix):] if name.startswith(prefix) else ""
+        return rest if rest and AGENT_ID_RE.match(rest) else name
+
+    # --- launch and lifecycle ------------------------------------------------------------
+
+    def launch(self, agent: str, command: list[str] | None = None) -> ContainerRow:
+        """Create and start ``agent``'s container exactly as the vision says.
+
+        Refuses, changing nothing: a bad agent id, a project root without QMS/, a missing deploy
+        key, any existing container of that name, a ``/projects`` volume qms-panel did not make,
+        the image missing. Only then is the workspace folder created (if missing), then the
+        volume, then the container; a failure past that point undoes what this call made.
+        """
+        plan = self._layout(agent)
+        name = self.container_name(agent)
+        self._check_project(plan)
+        volume = layout.projects_volume(self.settings.container_prefix, agent)
+        image = self.settings.image
+        with engine_errors(self.endpoint):
+            existing = self._inspect_name(name)
+            if existing is not None:
+                raise NameConflict(self._conflict_detail(name, existing))
+            volume_ours = self._volume_owner(volume)
+            if volume_ours is False:
+                raise NameConflict(f"a volume named {volume} exists and qms-panel did not make it; "
+                                   "qms-panel will not mount it at /projects (remove or rename it yourself)")
+            if not self.image_exists(image):
+                raise ImageMissing(f"image {image!r} is not on the engine at {self.endpoint}; {IMAGE_HINT}")
+
+        made_dirs = _make_dirs(plan.workspace_host)
+        made_volume = False
+        container_id = None
+        try:
+            with engine_errors(self.endpoint):
+                api = self.client.api
+                if volume_ours is None:
+                    api.create_volume(volume, labels=self._labels(agent))
+                    made_volume = True
+                host_config = api.create_host_config(mounts=_mounts(plan), extra_hosts=HOST_GATEWAY)
+                created = api.create_container(
+                    image, command=command, name=name, hostname=agent, labels=self._labels(agent),
+                    environment={"HOME": layout.HOME, "QMS_USER": agent}, stdin_open=True, tty=True,
+                    host_config=host_config)
+                container_id = created["Id"]
+                api.start(container_id)
+                return self._row(api.inspect_container(container_id))
+        except BaseException:
+            self._undo_launch(container_id, volume if made_volume else None, made_dirs)
+            raise
+
+    def _check_project(self, plan: layout.AgentLayout) -> None:
+        root = self.project_root
+        if not (root / "QMS").is_dir():
+            raise ProjectError(f"{root} has no QMS/ folder (is it the pipe-dream root?)")
+        ws = plan.workspace_host
+        for spec in plan.mounts:
+            if spec.kind is layout.MountKind.BIND and Path(spec.source) != ws and not Path(spec.source).exists():
+                raise MountSourceMissing(f"{spec.source} (for {spec.target}) does not exist")
+        if ws.exists() and not ws.is_dir():
+            raise MountSourceMissing(f"{ws} (for the workspace) exists but is not a folder")
+
+    def _conflict_detail(self, name: str, attrs: dict) -> str:
+        labels = attrs["Config"].get("Labels") or {}
+        state = attrs["State"].get("Status", "?")
+        if not _is_managed(labels):
+            return (f"a container named {name} ({state}) exists and qms-panel did not make it; "
+                    "qms-panel never replaces it: rename or remove it yourself, or use another --container-prefix")
+        agent = labels.get(LABEL_AGENT, "?")
+        return (f"{name} already exists ({state}); use `qms-panel start {agent}` or `restart {agent}`, "
+                f"or `remove {agent}` then launch again (the /projects volume is kept)")
+
+    def _volume_owner(self, volume: str) -> bool | None:
+        """None if ``volume`` does not exist, else whether qms-panel made it."""
+        try:
+            attrs = self.client.api.inspect_volume(volume)
+        except docker.errors.NotFound:
+            return None
+        return _is_managed(attrs.get("Labels"))
+
+    def _undo_launch(self, container_id: str | None, volume: str | None, made_dirs: list[Path]) -> None:
+        api = self.client.api if self._client is not None else None
+        if api is not None and container_id is not None:
+            try:
+                api.remove_container(container_id, force=True)
+            except Exception:  # noqa: BLE001 - best effort; the original error is what the operator reads
+                pass
+        if api is not None and volume is not None:
+            try:
+                api.remove_volume(volume, force=True)
+            except Exception:  # noqa: BLE001
+                pass
+        for d in reversed(made_dirs):
+            try:
+                d.rmdir()
+            except OSError:
+                break
+
+    def restart(self, agent: str) -> ContainerRow:
+        """Restart in one call; mounts and the /projects volume are kept."""
+        with engine_errors(self.endpoint):
+            cid = self._own(agent, "restarts")["Id"]
+            with self._lock:
+                self._expected_restarts.setdefault(cid, []).append(time.monotonic())
+            try:
+                self.client.api.restart(cid, timeout=self.stop_timeout)
+            except BaseException:
+                with self._lock:
+                    pending = self._expected_restarts.get(cid)
+                    if pending:
+                        pending.pop()
+                raise
+            with self._lock:
+                self._restarts[cid] = self._restarts.get(cid, 0) + 1
+            return self._row(self.client.api.inspect_container(cid))
+
+    def stop(self, agent: str) -> ContainerRow:
+        with engine_errors(self.endpoint):
+            cid = self._own(agent, "stops")["Id"]
+            self.client.api.stop(cid, timeout=self.stop_timeout)
+            return self._row(self.client.api.inspect_container(cid))
+
+    def start(self, agent: str) -> ContainerRow:
+        with engine_errors(self.endpoint):
+            cid = self._own(agent, "starts")["Id"]
+            self.client.api.start(cid)
+            return self._row(self.client.api.inspect_container(cid))
+
+    def remove(self, agent: str, *, remove_volume: bool = False) -> None:
+        """Remove the container (forced); its /projects volume too only when asked."""
+        volume = layout.projects_volume(self.settings.container_prefix, agent)
+        with engine_errors(self.endpoint):
+            name = self.container_name(agent)
+            attrs = self._inspect_name(name)
+            volume_ours = self._volume_owner(volume) if remove_volume else None
+            if volume_ours is False:
+                raise NotManaged(f"volume {volume} exists but qms-panel did not make it; it is left alone")
+            has_volume = bool(volume_ours)
+            if attrs is None and not has_volume:
+                raise ContainerNotFound(f"no container {name} for agent {agent!r} on {self.endpoint}"
+                                        + (f" and no volume {volume}" if remove_volume else ""))
+            if attrs is not None:
+                self._own(agent, "removes")
+                self.client.api.remove_container(attrs["Id"], force=True)
+            if has_volume:
+                self.client.api.remove_volume(volume)
+
+    # --- reading state -------------------------------------------------------------------
+
+    def list(self) -> list[ContainerRow]:
+        """Managed containers of this project, plus unmanaged ones that bind-mount the project root."""
+        with engine_errors(self.endpoint):
+            summaries = self.client.api.containers(all=True)
+            rows = []
+            for s in summaries:
+                labels = s.get("Labels") or {}
+                if _is_managed(labels):
+                    if labels.get(LABEL_PROJECT_ROOT) != str(self.project_root):
+                        continue
+                    managed = True
+                elif self.mounts_project(s.get("Mounts") or []):
+                    managed = False
+                else:
+                    continue
+                row = self._row_from_summary(s, managed)
+                if row is not None:
+                    rows.append(row)
+        return sorted(rows, key=lambda r: (not r.managed, r.name))
+
+    def mounts_project(self, mounts: Iterable[dict]) -> bool:
+        """True if any bind mount's source is the project root or inside it."""
+        for m in mounts:
+            if m.get("Type") == "bind" and m.get("Source"):
+                src = Path(m["Source"])
+                if src == self.project_root or self.project_root in src.parents:
+                    return True
+        return False
+
+    def get(self, agent: str) -> ContainerRow | None:
+        """The row of ``agent``'s container (managed or not), or None when there is none."""
+        name = self.container_name(agent)
+        with engine_errors(self.endpoint):
+            attrs = self._inspect_name(name)
+        return None if attrs is None else self._row(attrs)
+
+    def inspect(self, name_or_id: str) -> ContainerDetail:
+        with engine_errors(self.endpoint):
+            try:
+                a = self.client.api.inspect_container(name_or_id)
+            except docker.errors.NotFound:
+                raise ContainerNotFound(f"no container {name_or_id!r} on {self.endpoint}") from None
+        cfg, host, st = a["Config"], a.get("HostConfig") or {}, a["State"]
+        name = a["Name"].lstrip("/")
+        env = dict(e.split("=", 1) if "=" in e else (e, "") for e in cfg.get("Env") or [])
+        mounts = [MountInfo(type=m.get("Type", ""), source=m.get("Source", ""), destination=m.get("Destination", ""),
+                            rw=bool(m.get("RW")), volume_name=m.get("Name")) for m in a.get("Mounts") or []]
+        return ContainerDetail(
+            id=a["Id"], name=name, agent=self.agent_of(name, cfg.get("Labels")),
+            managed=_is_managed(cfg.get("Labels")), state=st["Status"], image=cfg.get("Image", ""),
+            hostname=cfg.get("Hostname", ""), env=env, labels=cfg.get("Labels") or {}, mounts=mounts,
+            extra_hosts=list(host.get("ExtraHosts") or []),
+            command=list(cfg.get("Cmd") or []), tty=bool(cfg.get("Tty")), open_stdin=bool(cfg.get("OpenStdin")),
+            started_at=parse_time(st.get("StartedAt")), exit_code=_exit_of(st), health=_health_of(st))
+
+    def _row(self, attrs: dict) -> ContainerRow:
+        """A row from inspect data (exact)."""
+        cfg, st = attrs["Config"], attrs["State"]
+        name = attrs["Name"].lstrip("/")
+        labels = cfg.get("Labels") or {}
+        facts = _facts(attrs)
+        exit_code = _exit_of(st)
+        health = _health_of(st)
+        word = _STATUS_WORD.get(st["Status"], st["Status"])
+        status = f"{word} ({exit_code})" if exit_code is not None else word
+        return ContainerRow(
+            agent=self.agent_of(name, labels), id=attrs["Id"], name=name, state=st["Status"], health=health,
+            started_at=facts.started_at, restart_count=self._restart_count(attrs["Id"], facts),
+            image=cfg.get("Image", ""), exit_code=exit_code, managed=_is_managed(labels),
+            status_text=status + (f" ({health})" if health else ""))
+
+    def _row_from_summary(self, s: dict, managed: bool) -> ContainerRow | None:
+        """A row from list data; inspect only when the cache cannot answer (None if it vanished)."""
+        cid, state = s["Id"], s["State"]
+        with self._lock:
+            facts = self._facts.get(cid) if self._live_streams else None
+            generation = self._generation.get(cid, 0)
+        if facts is None or facts.state != state:
+            try:
+                attrs = self.client.api.inspect_container(cid)
+            except docker.errors.NotFound:
+                return None
+            facts = _facts(attrs)
+            with self._lock:
+                if self._generation.get(cid, 0) == generation:
+                    self._facts[cid] = facts
+        name = (s.get("Names") or ["/" + cid[:12]])[0].lstrip("/")
+        status = s.get("Status") or ""
+        exit_code = _exit_from_status(status) if state in ("exited", "dead", "restarting") else None
+        return ContainerRow(
+            agent=self.agent_of(name, s.get("Labels")), id=cid, name=name, state=state,
+            health=_health_from_status(status), started_at=facts.started_at,
+            restart_count=self._restart_count(cid, facts), image=s.get("Image", ""), exit_code=exit_code,
+            managed=managed, status_text=status)
+
+    def _restart_count(self, cid: str, facts: _Facts) -> int:
+        with self._lock:
+            return facts.engine_restarts + self._restarts.get(cid, 0)
+
+    # --- what the event stream tells the manager -----------------------------------------
+
+    def events_connected(self) -> None:
+        """Called by EngineEvents once subscribed: facts cached from now on stay true."""
+        with self._lock:
+            self._live_streams += 1
+            self._facts.clear()
+
+    def events_disconnected(self) -> None:
+        """Called by EngineEvents when its stream ends: events may have been missed."""
+        with self._lock:
+            self._live_streams = max(0, self._live_streams - 1)
+            self._facts.clear()
+
+    def note_event(self, container_id: str, action: str) -> None:
+        """Keep the cache and the restart count true to an event seen on the stream."""
+        with self._lock:
+            self._generation[container_id] = self._generation.get(container_id, 0) + 1
+            self._facts.pop(container_id, None)
+            if action == "restart":
+                pending = [t for t in self._expected_restarts.get(container_id, []) if time.monotonic() - t < 60]
+                if pending:
+                    pending.pop(0)  # a restart this manager made and already counted
+                else:
+                    self._restarts[container_id] = self._restarts.get(container_id, 0) + 1
+                self._expected_restarts[container_id] = pending
+            elif action == "destroy":
+                for table in (self._restarts, self._expected_restarts, self._generation):
+                    table.pop(container_id, None)
+
+    def open_events(self, filters: dict) -> Any:
+        """The engine's event stream (a blocking, closable iterator of dicts); for EngineEvents."""
+        with engine_errors(self.endpoint):
+            return self.client.api.events(filters=filters, decode=True)
+
+    # --- exec and logs -------------------------------------------------------------------
+
+    def exec(self, name_or_id: str, argv: list[str], *, timeout: float = 10, user: str | None = None) -> ExecResult:
+        """Run ``argv`` in a running container; stdout and stderr together.
+
+        After ``timeout`` seconds the output stream is closed and ``timed_out`` set; Docker cannot
+        kill an exec'd process, so it runs on until it ends by itself.
+        """
+        with engine_errors(self.endpoint):
+            api = self.client.api
+            try:
+                exec_id = api.exec_create(name_or_id, argv, stdout=True, stderr=True, user=user or "")["Id"]
+            except docker.errors.NotFound:
+                raise ContainerNotFound(f"no container {name_or_id!r} on {self.endpoint}") from None
+            stream = api.exec_start(exec_id, stream=True)
+        chunks: list[bytes] = []
+        failure: list[BaseException] = []
+        done = threading.Event()
+
+        def read() -> None:
+            try:
+                for chunk in stream:
+                    chunks.append(chunk)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                failure.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=read, name="docker-exec", daemon=True).start()
+        finished = done.wait(timeout)
+        if not finished:
+            close_quietly(stream)
+            done.wait(1)
+        output = b"".join(chunks).decode("utf-8", "replace")
+        if not finished:
+            return ExecResult(exit_code=None, output=output, timed_out=True)
+        if failure:
+            with engine_errors(self.endpoint):
+                raise failure[0]
+        return ExecResult(exit_code=self._exec_exit_code(exec_id), output=output)
+
+    def _exec_exit_code(self, exec_id: str) -> int | None:
+        with engine_errors(self.endpoint):
+            for _ in range(50):  # the stream can end a moment before the engine records the exit
+                info = self.client.api.exec_inspect(exec_id)
+                if not info.get("Running"):
+                    return info.get("ExitCode")
+                time.sleep(0.02)
+        return None
+
+    async def logs(self, agent: str, tail: int = 200, follow: bool = False) -> AsyncIterator[str]:
+        """Lines of ``agent``'s container log (the last ``tail``; then new ones if ``follow``).
+
+        The blocking SDK stream is read in a thread; cancelling the consumer (or closing this
+        generator) closes the stream.
+        """
+        name = self.container_name(agent)
+
+        def open_stream() -> Any:
+            with engine_errors(self.endpoint):
+                attrs = self._inspect_name(name)
+                if attrs is None:
+                    raise ContainerNotFound(f"no container {name} for agent {agent!r} on {self.endpoint}")
+                return self.client.api.logs(attrs["Id"], stream=True, follow=follow, tail=tail)
+
+        async with ThreadedStream(open_stream, transform=_lines, name=f"docker-logs-{agent}") as lines:
+            async for line in lines:
+                yield line
+
+
+def _is_managed(labels: dict | None) -> bool:
+    return (labels or {}).get(LABEL_MANAGED) == "true"
+
+
+def _facts(attrs: dict) -> _Facts:
+    return _Facts(state=attrs["State"]["Status"], started_at=parse_time(attrs["State"].get("StartedAt")),
+                  engine_restarts=int(attrs.get("RestartCount") or 0))
+
+
+def _exit_of(state: dict) -> int | None:
+    return int(state.get("ExitCode", 0)) if state.get("Status") in ("exited", "dead") else None
+
+
+def _health_of(state: dict) -> str | None:
+    return (state.get("Health") or {}).get("Status") or None
+
+
+def _mounts(plan: layout.AgentLayout) -> list[Mount]:
+    return [Mount(target=m.target, source=m.source, type=m.kind.value, read_only=m.read_only) for m in plan.mounts]
+
+
+def _make_dirs(path: Path) -> list[Path]:
+    """``mkdir -p path``; returns the folders it made, outermost first (so a failure can undo them)."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    made = []
+    try:
+        for d in reversed(missing):
+            d.mkdir()
+            made.append(d)
+    except OSError as exc:
+        for d in reversed(made):
+            d.rmdir()
+        raise ProjectError(f"cannot create {path}: {exc.strerror or exc}") from None
+    return made
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Bytes chunks (TTY logs arrive a byte at a time) to text lines, without line ends."""
+    buf = bytearray()
+    for chunk in chunks:
+        buf += chunk
+        while (i := buf.find(b"\n")) >= 0:
+            yield buf[:i].decode("utf-8", "replace").rstrip("\r")
+            del buf[: i + 1]
+    if buf:
+        yield buf.decode("utf-8", "replace").rstrip("\r")

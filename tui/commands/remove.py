@@ -1,0 +1,31 @@
+"""`qms-panel remove AGENT [--volume]`: remove an agent's container; its /projects volume only when asked."""
+
+from __future__ import annotations
+
+from core import layout
+from core.containers import ContainerManager
+from core.settings import check_agent_id
+from tui.cli import EXIT_OK, print_json, settings_from_args
+
+NAME = "remove"
+HELP = "remove an agent's container (its /projects volume is kept unless --volume)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("agent", metavar="AGENT", help="agent id")
+    parser.add_argument("--volume", action="store_true", help="also remove the agent's /projects volume")
+    parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+
+def run(args) -> int:
+    check_agent_id(args.agent)
+    settings = settings_from_args(args)
+    ContainerManager(settings).remove(args.agent, remove_volume=args.volume)
+    volume = layout.projects_volume(settings.container_prefix, args.agent)
+    if args.json:
+        print_json({"ok": True, "agent": args.agent, "container": settings.container_name(args.agent),
+                    "volume": volume, "volume_removed": args.volume})
+    else:
+        kept = "removed" if args.volume else "kept"
+        print(f"removed {settings.container_name(args.agent)}; volume {volume} {kept}")
+    return EXIT_OK

@@ -1,0 +1,70 @@
+"""`qms-panel audit`: each running agent container against the access matrix (mounts, live probes, image)."""
+
+from __future__ import annotations
+
+from core.access_audit import AuditReport, ContainerAudit, audit_all
+from core.containers import ContainerManager
+from core.errors import ContainerNotFound
+from core.layout import Access
+from core.settings import check_agent_id
+from tui.cli import EXIT_FAILED, EXIT_OK, print_json, settings_from_args
+
+NAME = "audit"
+HELP = "check each running agent container's mounts and live access against the access matrix"
+
+_DECLARED = {Access.READ_WRITE: "rw", Access.READ_ONLY: "ro", Access.BAKED: "baked", None: "-"}
+_COLUMNS = ("path", "declared", "mounted", "probe", "verdict")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--agent", metavar="A", help="audit only this agent's container(s)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run(args) -> int:
+    settings = settings_from_args(args)
+    agent = check_agent_id(args.agent) if args.agent is not None else None
+    report = audit_all(ContainerManager(settings), settings, agent=agent)
+    if agent is not None and not report.containers:
+        raise ContainerNotFound(f"no container of agent {agent!r} for project {settings.project_root}")
+    if args.json:
+        print_json(report)
+    else:
+        print_report(report)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def print_report(report: AuditReport) -> None:
+    if not report.containers:
+        print("no agent containers for this project")
+        return
+    for audit in report.containers:
+        _print_container(audit)
+        print()
+    problems = report.problems
+    high = sum(1 for r in problems if r.severity == "high")
+    unaudited = [c for c in report.containers if not c.ok and not c.audited]
+    if report.ok:
+        print(f"all ok: {sum(c.audited for c in report.containers)} container(s) audited")
+    else:
+        print(f"NOT ok: {len(problems)} problem(s), {high} of high severity"
+              + (f"; {len(unaudited)} container(s) could not be audited" if unaudited else ""))
+
+
+def _print_container(audit: ContainerAudit) -> None:
+    who = f"agent {audit.agent} (from {audit.agent_source})" if audit.agent else "agent unknown"
+    kind = "managed" if audit.managed else "NOT made by qms-panel"
+    user = f", probes as uid {audit.probe_user}" if audit.probe_user else ""
+    print(f"{audit.container} ({audit.container_id[:12]}): {who}, {kind}, {audit.state}{user}")
+    if audit.note:
+        print(f"  {audit.note}")
+    if not audit.rows:
+        return
+    table = [[r.path, _DECLARED[r.declared], r.mounted, r.probe,
+              r.verdict.value if r.ok else f"{r.verdict.value.upper()} ({r.severity})"] for r in audit.rows]
+    widths = [max(len(c), *(len(line[i]) for line in table)) for i, c in enumerate(_COLUMNS)]
+    print("  " + "  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths)).rstrip())
+    for row, line in zip(audit.rows, table):
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+        if not row.ok and row.detail:
+            print(f"    -> {row.detail}")

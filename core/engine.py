@@ -28,6 +28,7 @@ import docker.errors
 import requests
 
 from core.errors import (
+    ContainerNotRunning,
     ContainerNotFound,
     EngineError,
     EnginePermissionDenied,
@@ -40,10 +41,6 @@ from core.errors import (
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 CLIENT_TIMEOUT = 60  # seconds; stop/restart add their own grace period on top
-
-
-class ContainerNotRunning(EngineError):
-    title = "Agent container not running"
 
 
 @dataclass(frozen=True)

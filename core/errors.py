@@ -33,6 +33,12 @@ class SettingsError(QmsPanelError):
     title = "Bad configuration"
 
 
+class UsageError(QmsPanelError):
+    """A command line the program cannot act on (exit code 2)."""
+
+    title = "Usage"
+
+
 class InvalidAgentId(QmsPanelError):
     title = "Invalid agent id"
 
@@ -72,6 +78,10 @@ class ContainerNotFound(EngineError):
     title = "No such agent container"
 
 
+class ContainerNotRunning(EngineError):
+    title = "Agent container not running"
+
+
 class NotManaged(EngineError):
     title = "Container not made by qms-panel"
 
@@ -105,3 +115,11 @@ class WorkspaceCopyMissing(QmsOperationError):
 
 class ProjectError(QmsPanelError):
     title = "Bad project"
+
+
+class DevServerError(QmsPanelError):
+    title = "Dev server failed"
+
+
+class PortInUse(DevServerError):
+    title = "Port in use"

@@ -20,11 +20,11 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from core.errors import InvalidAgentId, InvalidDocumentId, QmsPanelError, SettingsError
+from core.errors import InvalidAgentId, InvalidDocumentId, QmsPanelError, SettingsError, UsageError
 from core.settings import Settings, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-USAGE_ERRORS = (SettingsError, InvalidAgentId, InvalidDocumentId)
+USAGE_ERRORS = (SettingsError, InvalidAgentId, InvalidDocumentId, UsageError)
 
 SETTING_FLAGS: dict[str, str] = {
     "project_root": "host folder mounted as /pipe-dream (must contain QMS/)",
@@ -37,10 +37,6 @@ SETTING_FLAGS: dict[str, str] = {
     "deploy_key": "deploy key mounted read-only at /.ssh/id_ed25519",
     "stuck_after": "a checkout idle this long is stale, e.g. 4h, 90m (default: 4h)",
 }
-
-
-class UsageError(QmsPanelError):
-    title = "Usage"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -121,7 +117,7 @@ def run_guarded(func: Callable[[], int], *, as_json: bool = False) -> int:
         if as_json:
             print_json(error_json(err))
         fail(str(err))
-        return EXIT_USAGE if isinstance(err, USAGE_ERRORS + (UsageError,)) else EXIT_FAILED
+        return EXIT_USAGE if isinstance(err, USAGE_ERRORS) else EXIT_FAILED
     except Exception as err:  # noqa: BLE001 - last line of defence: never a traceback
         if os.environ.get("QMS_PANEL_DEBUG"):
             raise

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal
 
 from core.devserver.store import CliResult, QmsStore
-from core.errors import ProjectError, QmsPanelError
+from core.errors import DevServerError, PortInUse, ProjectError
 
 if TYPE_CHECKING:
     from mcp.server.fastmcp import FastMCP
@@ -44,14 +44,6 @@ ALLOWED_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*",
 LOG_FORMAT = "%(asctime)s [%(name)s] %(levelname)s: %(message)s"
 
 logger = logging.getLogger("qms-mcp")
-
-
-class DevServerError(QmsPanelError):
-    title = "Dev server failed"
-
-
-class PortInUse(DevServerError):
-    title = "Port in use"
 
 
 class IdentityRefused(Exception):

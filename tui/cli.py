@@ -55,25 +55,43 @@ def _settings_parent() -> argparse.ArgumentParser:
     return parent
 
 
-def command_modules() -> list[Any]:
+def command_names() -> list[str]:
+    """Subcommand names: the modules of :mod:`tui.commands` (found without importing them)."""
     import tui.commands as pkg
 
-    mods = [importlib.import_module(f"tui.commands.{m.name}") for m in pkgutil.iter_modules(pkg.__path__)]
-    return sorted((m for m in mods if hasattr(m, "NAME")), key=lambda m: m.NAME)
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _load(name: str) -> Any:
+    return importlib.import_module(f"tui.commands.{name}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or (``only``) one whose other subcommands are stubs.
+
+    Command modules may import heavy libraries (the MCP SDK, docker, Textual); loading all of
+    them costs seconds, so a command line that names a subcommand loads just that one.
+    """
     parent = _settings_parent()
     parser = _Parser(prog="qms-panel", parents=[parent],
                      description="Control panel for QMS agents in Docker containers.")
     parser.add_argument("--demo", action="store_true", help="open the panel on a sample project and dev server")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for mod in command_modules():
+    for name in command_names():
+        if only is not None and name != only:
+            sub.add_parser(name)
+            continue
+        mod = _load(name)
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP,
                            parents=[parent] if getattr(mod, "USES_SETTINGS", True) else [])
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
+
+
+def _named_command(argv: list[str]) -> str | None:
+    names = set(command_names())
+    return next((a for a in argv if a in names), None)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -138,9 +156,11 @@ def _run_app(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
+    named = _named_command(argv)
     try:
-        args = parser.parse_args(argv)
+        args = build_parser(only=named).parse_args(argv)
+        if named is not None and args.command != named:  # the name was a flag's value: load everything
+            args = build_parser().parse_args(argv)
     except UsageError as err:
         fail(err.detail)
         return EXIT_USAGE

@@ -117,6 +117,10 @@ class ProjectError(QmsPanelError):
     title = "Bad project"
 
 
+class QmsFileUnreadable(ProjectError):
+    title = "QMS file unreadable"
+
+
 class DevServerError(QmsPanelError):
     title = "Dev server failed"
 

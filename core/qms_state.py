@@ -51,7 +51,7 @@ from typing import Any, Iterable, Literal, NamedTuple
 import yaml
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from core.errors import ProjectError
+from core.errors import ProjectError, QmsFileUnreadable
 from core.layout import inbox_dir, workspace_dir
 from core.settings import AGENT_ID_RE
 
@@ -68,10 +68,6 @@ _YAML = getattr(yaml, "CBaseLoader", yaml.BaseLoader)  # every scalar stays a st
 _TASK_NAME = re.compile(r"^task-(?P<doc>.+)-(?P<wf>(?:pre_|post_)?(?:review|approval))-v(?P<ver>[0-9-]+)\.md$")
 
 HeldSinceSource = Literal["checkout", "create", "date"]
-
-
-class QmsFileUnreadable(ProjectError):
-    title = "QMS file unreadable"
 
 
 # --- internal index ---------------------------------------------------------------------

@@ -101,6 +101,10 @@ class LinkDown(McpError):
     title = "MCP link down"
 
 
+class CallTimeout(McpError):
+    title = "MCP call timed out"
+
+
 class ServerReplyError(McpError):
     title = "Unexpected reply from the MCP server"
 

@@ -31,8 +31,8 @@ from core.errors import InvalidAgentId, SettingsError
 
 ENV_PREFIX = "QMS_PANEL_"
 DEFAULT_CONFIG_FILE = "qms-panel.toml"
-AGENT_ID_RE = re.compile(r"^[a-z0-9_-]+$")
-CONTAINER_PREFIX_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+AGENT_ID_RE = re.compile(r"\A[a-z0-9_-]+\Z")  # \Z, not $: "claude\n" is not an agent id
+CONTAINER_PREFIX_RE = re.compile(r"\A[a-zA-Z0-9][a-zA-Z0-9_.-]*\Z")
 _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)d)?\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")
 
 Transport = Literal["auto", "sse", "streamable-http"]

@@ -59,3 +59,8 @@ def test_named_rules_and_workspace_target():
     assert lay.inbox_rule.read_only
     assert layout.agent_from_workspace_path(lay.workspace_rule.container_path) == "qa"
     assert layout.agent_from_workspace_path("/pipe-dream/QMS") is None
+
+
+def test_trailing_newline_is_not_an_agent_id():
+    with pytest.raises(InvalidAgentId):
+        layout.resolve("claude\n", Path("/r"))

@@ -1,0 +1,528 @@
+"""The reachability doctor: can the MCP server be reached from the host and from each agent?
+
+Host check: a TCP connect, then the transport's handshake (the SSE ``endpoint`` event, or a
+streamable-HTTP ``initialize`` POST), with latency. Container check: ``docker exec`` (only
+through :meth:`ContainerManager.exec`) of a probe written for whatever the container has,
+python3, node, curl or wget in that order; each prints one ``QMSPROBE`` line with the
+outcome, the HTTP status and its own latency measurement.
+
+Every failure gets one plain sentence: connection refused; the server listening only on
+127.0.0.1, which containers cannot reach through Linux's host-gateway (seen in
+``/proc/net/tcp``, or inferred when the host passes and a container is refused); a transport
+mismatch (``/sse`` answers 404/405 while ``/mcp`` answers, or the reverse); 421 "Invalid
+Host header"; 406; timeout; an unresolvable name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import socket
+import time
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import httpx
+from pydantic import BaseModel
+
+from core.errors import EngineError, QmsPanelError
+from core.mcp_stream import redact_url
+from core.settings import transport_from_url
+
+TransportName = Literal["sse", "streamable-http"]
+Stage = Literal["tcp", "handshake"]
+Failure = Literal["refused", "timeout", "resolve", "unreachable", "http", "no-endpoint", "bad-reply", "probe"]
+
+PROBE_TOOLS = ("python3", "node", "curl", "wget")
+ACCEPT_BOTH = "application/json, text/event-stream"
+INITIALIZE = {
+    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+               "clientInfo": {"name": "qms-panel-doctor", "version": "1"}},
+}
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+
+
+class ProbeResult(BaseModel):
+    """One reachability check."""
+
+    where: str  # "host", or the agent whose container ran the probe
+    target: str  # the URL probed (credentials redacted)
+    transport: TransportName
+    ok: bool
+    latency_ms: float | None = None
+    stage: Stage  # how far it got: "tcp" failed to connect; "handshake" connected
+    status_code: int | None = None
+    diagnosis: str | None = None  # one plain sentence when not ok
+    failure: Failure | None = None  # refused, timeout, resolve, unreachable, http, no-endpoint, bad-reply, probe
+    tool: str | None = None  # the probe program used in a container
+    detail: str | None = None  # the raw error, for the curious
+
+
+class DoctorReport(BaseModel):
+    host: ProbeResult
+    containers: list[ProbeResult] = []
+    engine_error: str | None = None  # the containers could not be listed
+    ok: bool
+
+
+class _Attempt(BaseModel):
+    """What one probe of one URL saw, before diagnosis."""
+
+    ok: bool
+    failure: Failure | None = None
+    status_code: int | None = None
+    latency_ms: float | None = None
+    detail: str | None = None
+
+
+# --- URLs ----------------------------------------------------------------------------------
+
+
+def alternate_url(url: str) -> tuple[str, TransportName] | None:
+    """The same server's other transport endpoint: ``/sse`` <-> ``/mcp``."""
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    if path.endswith("/sse"):
+        return urlunsplit(parts._replace(path=path[:-4] + "/mcp", query="")), "streamable-http"
+    if path.endswith("/mcp"):
+        return urlunsplit(parts._replace(path=path[:-4] + "/sse", query="")), "sse"
+    return None
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+# --- who listens where (Linux) --------------------------------------------------------------
+
+
+def _proc_addr(hex_addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    raw = bytes.fromhex(hex_addr)
+    if len(raw) == 4:
+        return ipaddress.IPv4Address(raw[::-1])
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+    return ipaddress.IPv6Address(words)
+
+
+def listeners(port: int, proc_net: Path = Path("/proc/net")) -> list[str] | None:
+    """Addresses listening on TCP ``port`` in this network namespace, or None if unknowable."""
+    found: list[str] = []
+    readable = False
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = (proc_net / name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        readable = True
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 4 or fields[3] != "0A":  # 0A = LISTEN
+                continue
+            addr, _, hex_port = fields[1].partition(":")
+            if int(hex_port, 16) == port:
+                found.append(str(_proc_addr(addr)))
+    return found if readable else None
+
+
+def loopback_only(port: int) -> bool | None:
+    """True if something listens on ``port`` here, only on loopback; None if it cannot be told."""
+    addrs = listeners(port)
+    if not addrs:
+        return None
+
+    def is_loopback(text: str) -> bool:
+        ip = ipaddress.ip_address(text)
+        mapped = getattr(ip, "ipv4_mapped", None)
+        return ip.is_loopback or bool(mapped and mapped.is_loopback)
+
+    return all(is_loopback(a) for a in addrs)
+
+
+# --- diagnoses -------------------------------------------------------------------------------
+
+
+def _diagnose(attempt: _Attempt, url: str, transport: TransportName, timeout: float,
+              alt: tuple[str, TransportName, _Attempt] | None, where: str) -> str:
+    host, port = _host_port(url)
+    path = urlsplit(url).path or "/"
+    code = attempt.status_code
+    if alt is not None and alt[2].ok and code in (404, 405):
+        alt_url, alt_transport, _ = alt
+        alt_path = urlsplit(alt_url).path
+        if alt_transport == "streamable-http":
+            return (f"{path} answers {code} but {alt_path} answers streamable HTTP: the server runs "
+                    f"--transport streamable-http, so use {redact_url(alt_url)} (or restart it with --transport sse).")
+        return (f"{path} answers {code} but {alt_path} answers SSE: the server runs --transport sse, "
+                f"so use {redact_url(alt_url)} (or restart it with --transport streamable-http).")
+    if attempt.failure == "refused":
+        return f"Connection refused at {host}:{port}: nothing listens there (is the MCP server running, on this port?)."
+    if attempt.failure == "timeout":
+        return (f"No answer from {host}:{port} within {timeout:g} s: a firewall dropping packets, a wrong address, "
+                f"or a stalled server.")
+    if attempt.failure == "resolve":
+        hint = " (launch the container with --add-host=host.docker.internal:host-gateway)" if where != "host" else ""
+        return f"Cannot resolve the host name {host!r}{hint}."
+    if attempt.failure == "unreachable":
+        return f"No route to {host}:{port} ({attempt.detail})."
+    if code == 421:
+        return (f"The server refused the Host header '{host}:{port}' (421 Invalid Host header): its allowed hosts "
+                f"lack that name; use 127.0.0.1, localhost or host.docker.internal with the port, or add the name "
+                f"to the server's allowed hosts.")
+    if code == 406:
+        return ("The server answered 406 Not Acceptable: a streamable-HTTP request must accept "
+                "application/json and text/event-stream (is something rewriting the Accept header?).")
+    if code in (404, 405):
+        other = " or at the other transport's path" if alt is not None else ""
+        return (f"{path} answers {code}, and no MCP endpoint answers there{other}: is this the QMS MCP server, "
+                f"and the right path (/sse for SSE, /mcp for streamable HTTP)?")
+    if code is not None:
+        return f"HTTP {code} from {path}: the server did not accept the {transport} handshake."
+    if attempt.failure == "no-endpoint":
+        return f"Connected, but {path} sent no SSE endpoint event within {timeout:g} s: is it an MCP SSE endpoint?"
+    if attempt.failure == "bad-reply":
+        return f"Connected, but {path} did not answer the MCP initialize: {attempt.detail}."
+    return f"The probe failed: {attempt.detail}."
+
+
+def _loopback_diagnosis(agent: str, port: int, certain: bool) -> str:
+    listens = "listens only on 127.0.0.1" if certain else "probably listens only on 127.0.0.1"
+    return (f"The host reaches the server but {agent}'s container cannot: the server {listens}, which Linux's "
+            f"host-gateway (host.docker.internal) cannot reach; start it with --host 0.0.0.0 or the Docker bridge "
+            f"address (port {port}).")
+
+
+# --- host check ------------------------------------------------------------------------------
+
+
+def _os_failure(exc: BaseException) -> tuple[Failure, str]:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return "refused", str(cause)
+        if isinstance(cause, socket.gaierror):
+            return "resolve", str(cause)
+        if isinstance(cause, (TimeoutError, httpx.TimeoutException)):
+            return "timeout", str(cause) or "timed out"
+        if isinstance(cause, OSError) and cause.errno is not None:
+            return "unreachable", cause.strerror or str(cause)
+        cause = cause.__cause__ or cause.__context__
+    return "probe", f"{type(exc).__name__}: {exc}"
+
+
+async def _tcp(url: str, timeout: float) -> _Attempt:
+    host, port = _host_port(url)
+    started = time.perf_counter()
+    try:
+        with anyio.fail_after(timeout):
+            stream = await anyio.connect_tcp(host, port)
+        await stream.aclose()
+    except TimeoutError:
+        return _Attempt(ok=False, failure="timeout", detail=f"TCP connect to {host}:{port} timed out")
+    except OSError as exc:
+        failure, detail = _os_failure(exc)
+        return _Attempt(ok=False, failure=failure, detail=detail)
+    return _Attempt(ok=True, latency_ms=(time.perf_counter() - started) * 1000.0)
+
+
+async def _handshake(client: httpx.AsyncClient, url: str, transport: TransportName, timeout: float) -> _Attempt:
+    started = time.perf_counter()
+    try:
+        with anyio.fail_after(timeout):
+            if transport == "sse":
+                return await _sse_endpoint(client, url, started)
+            return await _initialize(client, url, started)
+    except TimeoutError:
+        failure: Failure = "no-endpoint" if transport == "sse" else "timeout"
+        return _Attempt(ok=False, failure=failure, detail=f"no handshake within {timeout:g} s")
+    except httpx.HTTPError as exc:
+        failure, detail = _os_failure(exc)
+        return _Attempt(ok=False, failure=failure, detail=detail)
+
+
+async def _sse_endpoint(client: httpx.AsyncClient, url: str, started: float) -> _Attempt:
+    async with client.stream("GET", url, headers={"Accept": "text/event-stream"}) as response:
+        if response.status_code != 200:
+            body = (await response.aread())[:200].decode("utf-8", "replace")
+            return _Attempt(ok=False, failure="http", status_code=response.status_code, detail=body.strip())
+        event = ""
+        async for line in response.aiter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:") and event == "endpoint":
+                return _Attempt(ok=True, status_code=200, latency_ms=(time.perf_counter() - started) * 1000.0,
+                                detail=line[5:].strip())
+    return _Attempt(ok=False, failure="no-endpoint", status_code=200,
+                    detail="the stream ended without an endpoint event")
+
+
+async def _initialize(client: httpx.AsyncClient, url: str, started: float) -> _Attempt:
+    response = await client.post(url, json=INITIALIZE, headers={"Accept": ACCEPT_BOTH})
+    if response.status_code != 200:
+        return _Attempt(ok=False, failure="http", status_code=response.status_code,
+                        detail=response.text[:200].strip())
+    if '"result"' not in response.text or '"jsonrpc"' not in response.text:
+        return _Attempt(ok=False, failure="bad-reply", status_code=200, detail=response.text[:200].strip())
+    return _Attempt(ok=True, status_code=200, latency_ms=(time.perf_counter() - started) * 1000.0)
+
+
+async def check_host(url: str, transport: TransportName | None = None, timeout: float = 5.0) -> ProbeResult:
+    """TCP connect to the server, then the transport's handshake, from this machine."""
+    transport = transport or transport_from_url(url)
+    target = redact_url(url)
+    tcp = await _tcp(url, timeout)
+    if not tcp.ok:
+        return ProbeResult(where="host", target=target, transport=transport, ok=False, stage="tcp",
+                           failure=tcp.failure, detail=tcp.detail,
+                           diagnosis=_diagnose(tcp, url, transport, timeout, None, "host"))
+    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout)) as client:
+        shake = await _handshake(client, url, transport, timeout)
+        alt = None
+        if not shake.ok and shake.status_code in (404, 405) and (other := alternate_url(url)):
+            alt = (*other, await _handshake(client, other[0], other[1], timeout))
+    return ProbeResult(where="host", target=target, transport=transport, ok=shake.ok, stage="handshake",
+                       latency_ms=shake.latency_ms, status_code=shake.status_code, detail=shake.detail,
+                       failure=shake.failure, diagnosis=None if shake.ok else _diagnose(shake, url, transport, timeout, alt, "host"))
+
+
+# --- container check -------------------------------------------------------------------------
+
+_DETECT = "for t in " + " ".join(PROBE_TOOLS) + "; do command -v $t >/dev/null 2>&1 && { echo $t; exit 0; }; done; exit 127"
+
+# sh -c _SHELL_PROBE sh URL TIMEOUT TOOL MODE BODY ACCEPT. The fetch runs in the background
+# writing to a temporary file while the shell polls it, so the probe ends as soon as the handshake
+# is seen (an SSE stream never ends by itself) and always by its deadline (docker cannot kill an
+# exec'd process). Without a writable $TMPDIR it reads the fetch through a pipe under timeout(1)
+# instead, which always lasts the full timeout on SSE.
+_SHELL_PROBE = r'''
+u=$1; t=$2; tool=$3; mode=$4; body=$5; accept=$6
+now() { n=$(date +%s%N 2>/dev/null); case "$n" in *N*|'') read up rest < /proc/uptime; echo $(( ${up%.*}${up#*.} * 10 ));; *) echo $(( n / 1000000 ));; esac; }
+if [ "$tool" = curl ]; then
+  if [ "$mode" = sse ]; then set -- curl -sS -f -N -m "$t" -H 'Accept: text/event-stream' "$u"
+  else set -- curl -sS -f -N -m "$t" -H 'Content-Type: application/json' -H "Accept: $accept" --data-binary "$body" "$u"; fi
+else
+  if [ "$mode" = sse ]; then set -- wget -q -O - --header 'Accept: text/event-stream' "$u"
+  else set -- wget -q -O - --header 'Content-Type: application/json' --header "Accept: $accept" --post-data "$body" "$u"; fi
+fi
+t0=$(now); end=$(( t0 + t * 1000 ))
+out=${TMPDIR:-/tmp}/.qmsprobe.$$; err=$out.err
+if ! ( : > "$out" && : > "$err" ) 2>/dev/null; then  # a subshell: a failed redirection ends a shell
+  timeout "$t" "$@" 2>&1 | { ev=; txt=; while IFS= read -r line; do
+      case "$mode:$line" in
+        sse:event:*endpoint*) ev=1;;
+        sse:data:*) if [ -n "$ev" ]; then echo "QMSPROBE outcome=ok status=200 ms=$(( $(now) - t0 ))"; exit 0; fi;;
+        post:*'"result"'*) echo "QMSPROBE outcome=ok status=200 ms=$(( $(now) - t0 ))"; exit 0;;
+      esac
+      txt="$txt $line"
+    done
+    if [ -z "$txt" ]; then echo "QMSPROBE outcome=timeout ms=$(( $(now) - t0 ))"; else echo "QMSPROBE outcome=fail ms=$(( $(now) - t0 )) err=$txt"; fi
+    exit 1; }
+  exit $?
+fi
+"$@" > "$out" 2> "$err" &
+pid=$!
+seen() { if [ "$mode" = sse ]; then grep -q '^event: *endpoint' "$out" && grep -q '^data:' "$out"; else grep -q '"result"' "$out"; fi; }
+finish() { rm -f "$out" "$err"; exit "$1"; }
+while :; do
+  if seen; then ms=$(( $(now) - t0 )); kill $pid 2>/dev/null; echo "QMSPROBE outcome=ok status=200 ms=$ms"; finish 0; fi
+  if ! kill -0 $pid 2>/dev/null; then
+    wait $pid; rc=$?; ms=$(( $(now) - t0 ))
+    if seen; then echo "QMSPROBE outcome=ok status=200 ms=$ms"; finish 0; fi
+    echo "QMSPROBE outcome=fail rc=$rc ms=$ms err=$(tr '\n' ' ' < "$err") $(head -c 200 "$out" | tr '\n' ' ')"; finish 1
+  fi
+  if [ "$(now)" -ge "$end" ]; then kill $pid 2>/dev/null; echo "QMSPROBE outcome=timeout ms=$(( $(now) - t0 ))"; finish 1; fi
+  sleep 0.02 2>/dev/null || sleep 1
+done
+'''
+
+_PYTHON_PROBE = r'''
+import http.client, json, socket, sys, time, urllib.parse
+url, timeout, mode, body, accept = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+p = urllib.parse.urlsplit(url)
+path = (p.path or "/") + ("?" + p.query if p.query else "")
+t0 = time.monotonic()
+def out(outcome, status="", err=""):
+    print("QMSPROBE outcome=%s status=%s ms=%d err=%s" % (outcome, status, (time.monotonic() - t0) * 1000, " ".join(str(err).split())))
+    sys.exit(0 if outcome == "ok" else 1)
+cls = http.client.HTTPSConnection if p.scheme == "https" else http.client.HTTPConnection
+try:
+    c = cls(p.hostname, p.port or (443 if p.scheme == "https" else 80), timeout=timeout)
+    if mode == "sse":
+        c.request("GET", path, headers={"Accept": "text/event-stream"})
+    else:
+        c.request("POST", path, body=body.encode(), headers={"Content-Type": "application/json", "Accept": accept})
+    r = c.getresponse()
+    if r.status != 200:
+        out("fail", r.status, "HTTP %d %s" % (r.status, r.reason))
+    if mode == "sse":
+        event = ""
+        while time.monotonic() - t0 < timeout:
+            line = r.readline().decode("utf-8", "replace").strip()
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:") and event == "endpoint":
+                out("ok", 200)
+            elif not line and r.isclosed():
+                break
+        out("no-endpoint", 200, "no endpoint event")
+    text = r.read(65536).decode("utf-8", "replace")
+    out("ok" if '"result"' in text else "bad-reply", 200, text[:200])
+except ConnectionRefusedError as e:
+    out("fail", "", "Connection refused: %s" % e)
+except socket.gaierror as e:
+    out("fail", "", "bad address: %s" % e)
+except (socket.timeout, TimeoutError) as e:
+    out("timeout", "", e)
+except OSError as e:
+    out("fail", "", e)
+'''
+
+_NODE_PROBE = r'''
+const [url, timeout, mode, body, accept] = process.argv.slice(1);
+const lib = url.startsWith("https:") ? require("https") : require("http");
+const t0 = Date.now();
+function out(outcome, status, err) {
+  console.log(`QMSPROBE outcome=${outcome} status=${status || ""} ms=${Date.now() - t0} err=${String(err || "").replace(/\s+/g, " ")}`);
+  process.exit(outcome === "ok" ? 0 : 1);
+}
+setTimeout(() => out("timeout"), Number(timeout) * 1000);
+const headers = mode === "sse" ? {Accept: "text/event-stream"} : {"Content-Type": "application/json", Accept: accept};
+const req = lib.request(url, {method: mode === "sse" ? "GET" : "POST", headers}, (res) => {
+  if (res.statusCode !== 200) out("fail", res.statusCode, `HTTP ${res.statusCode} ${res.statusMessage}`);
+  let text = "";
+  res.on("data", (chunk) => {
+    text += chunk;
+    if (mode === "sse" ? /^event: *endpoint\s*\r?\ndata:/m.test(text) : text.includes('"result"')) out("ok", 200);
+  });
+  res.on("end", () => out(mode === "sse" ? "no-endpoint" : "bad-reply", 200, text.slice(0, 200)));
+});
+req.on("error", (e) => out(e.code === "ETIMEDOUT" ? "timeout" : "fail", "", `${e.code || ""} ${e.message}`));
+if (mode !== "sse") req.write(body);
+req.end();
+'''
+
+
+def probe_argv(tool: str, url: str, transport: TransportName, timeout: float) -> list[str]:
+    """The command that probes ``url`` with ``tool`` and prints one QMSPROBE line."""
+    mode = "sse" if transport == "sse" else "post"
+    body = json.dumps(INITIALIZE, separators=(",", ":"))
+    secs = str(max(1, round(timeout)))
+    if tool == "python3":
+        return ["python3", "-c", _PYTHON_PROBE, url, secs, mode, body, ACCEPT_BOTH]
+    if tool == "node":
+        return ["node", "-e", _NODE_PROBE, url, secs, mode, body, ACCEPT_BOTH]
+    return ["sh", "-c", _SHELL_PROBE, "sh", url, secs, tool, mode, body, ACCEPT_BOTH]
+
+
+_PROBE_LINE = re.compile(r"QMSPROBE (?P<fields>.*)$", re.MULTILINE)
+_STATUS_IN_TEXT = re.compile(r"(?:HTTP/\d(?:\.\d)? |returned error: |HTTP )(\d{3})\b")
+
+
+def parse_probe(output: str) -> _Attempt:
+    """Read the QMSPROBE line a probe printed."""
+    match = _PROBE_LINE.search(output)
+    if match is None:
+        return _Attempt(ok=False, failure="probe", detail=" ".join(output.split())[:200] or "no output")
+    text = match.group("fields")
+    head, _, err = text.partition(" err=")
+    fields = dict(part.split("=", 1) for part in head.split() if "=" in part)
+    ms = float(fields["ms"]) if fields.get("ms", "").isdigit() else None
+    status = int(fields["status"]) if fields.get("status", "").isdigit() else None
+    outcome = fields.get("outcome")
+    if outcome == "ok":
+        return _Attempt(ok=True, status_code=status or 200, latency_ms=ms)
+    if outcome == "timeout":
+        return _Attempt(ok=False, failure="timeout", latency_ms=ms, detail="timed out")
+    if outcome in ("no-endpoint", "bad-reply"):
+        return _Attempt(ok=False, failure=outcome, status_code=status, latency_ms=ms, detail=err.strip())
+    found = _STATUS_IN_TEXT.search(err)
+    status = status or (int(found.group(1)) if found else None)
+    lower = err.lower()
+    rc = fields.get("rc")
+    if status is not None:
+        failure: Failure = "http"
+    elif "refused" in lower or rc == "7":
+        failure = "refused"
+    elif "bad address" in lower or "resolve" in lower or "enotfound" in lower or "eai_again" in lower or rc == "6":
+        failure = "resolve"
+    elif "timed out" in lower or "etimedout" in lower or rc == "28":
+        failure = "timeout"
+    elif "no route" in lower or "unreachable" in lower:
+        failure = "unreachable"
+    else:
+        failure = "probe"
+    return _Attempt(ok=False, failure=failure, status_code=status, latency_ms=ms, detail=err.strip() or None)
+
+
+def check_container(manager: Any, container_row: Any, url: str, transport: TransportName | None = None,
+                    timeout: float = 5.0) -> ProbeResult:
+    """Probe ``url`` from inside a running container (blocking: docker exec)."""
+    transport = transport or transport_from_url(url)
+    agent = container_row.agent
+    target = redact_url(url)
+
+    def result(**fields: Any) -> ProbeResult:
+        return ProbeResult(where=agent, target=target, transport=transport, **fields)
+
+    try:
+        found = manager.exec(container_row.name, ["sh", "-c", _DETECT], timeout=timeout)
+    except QmsPanelError as err:
+        return result(ok=False, stage="tcp", failure="probe",
+                      diagnosis=f"Cannot run a probe in {container_row.name}: {err}.")
+    tool = found.output.strip().splitlines()[-1].strip() if found.exit_code == 0 and found.output.strip() else None
+    if tool not in PROBE_TOOLS:
+        return result(ok=False, stage="tcp", failure="probe", detail=found.output.strip() or None,
+                      diagnosis=f"{container_row.name} has none of {', '.join(PROBE_TOOLS)} to probe with.")
+
+    def probe(probe_url: str, probe_transport: TransportName) -> _Attempt:
+        try:
+            run = manager.exec(container_row.name, probe_argv(tool, probe_url, probe_transport, timeout),
+                               timeout=timeout + 5)
+        except QmsPanelError as err:
+            return _Attempt(ok=False, failure="probe", detail=str(err))
+        return parse_probe(run.output)
+
+    attempt = probe(url, transport)
+    stage: Stage = "tcp" if attempt.failure in ("refused", "timeout", "resolve", "unreachable") else "handshake"
+    if attempt.ok:
+        return result(ok=True, stage=stage, latency_ms=attempt.latency_ms, status_code=attempt.status_code, tool=tool)
+    alt = None
+    if attempt.status_code in (404, 405) and (other := alternate_url(url)):
+        alt = (*other, probe(*other))
+    _, port = _host_port(url)
+    if attempt.failure in ("refused", "timeout") and loopback_only(port):
+        diagnosis = _loopback_diagnosis(agent, port, certain=True)
+    else:
+        diagnosis = _diagnose(attempt, url, transport, timeout, alt, agent)
+    return result(ok=False, stage=stage, latency_ms=attempt.latency_ms, status_code=attempt.status_code,
+                  diagnosis=diagnosis, failure=attempt.failure, tool=tool, detail=attempt.detail)
+
+
+# --- the whole check -------------------------------------------------------------------------
+
+
+async def run_doctor(settings: Any, manager: Any, *, timeout: float = 5.0) -> DoctorReport:
+    """The host check, and one check in each running agent container qms-panel made."""
+    host = await check_host(settings.mcp_url, settings.transport_for(settings.mcp_url), timeout)
+    try:
+        rows = await anyio.to_thread.run_sync(manager.list)
+    except EngineError as err:
+        return DoctorReport(host=host, engine_error=str(err), ok=False)
+    url = settings.container_mcp_url
+    transport = settings.transport_for(url)
+    results: list[ProbeResult] = []
+    for row in rows:
+        if row.state != "running" or not row.managed:  # never exec into containers qms-panel did not make
+            continue
+        found = await anyio.to_thread.run_sync(lambda r=row: check_container(manager, r, url, transport, timeout))
+        _, port = _host_port(url)
+        if (host.ok and found.failure == "refused" and _host_port(settings.mcp_url)[0] in _LOOPBACK_NAMES
+                and loopback_only(port) is None):
+            # Cannot see the server's sockets (another network namespace): infer from the combination.
+            found.diagnosis = _loopback_diagnosis(row.agent, port, certain=False)
+        results.append(found)
+    return DoctorReport(host=host, containers=results, ok=host.ok and all(r.ok for r in results))

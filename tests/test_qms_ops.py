@@ -1,0 +1,290 @@
+"""Operations on behalf of agents, against the real dev server: classification of every reply
+of contract 1.4-1.6, checkout/checkin verified on disk, nothing lost, and repair."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+
+from core.errors import InvalidAgentId, InvalidDocumentId
+from core.layout import workspace_dir
+from core.mcp_link import McpLink
+from core.qms_ops import IDENTITY_TTL_S, QmsOps, classify, draft_path, find_meta
+
+TRANSPORTS = ["sse", "streamable-http"]
+
+
+def tree_hash(root: Path) -> str:
+    """Every folder and file under ``root``, with contents: equal hashes mean nothing changed."""
+    digest = hashlib.sha256()
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        digest.update(f"D {os.path.relpath(folder, root)}\n".encode())
+        for name in sorted(files):
+            path = Path(folder, name)
+            digest.update(f"F {path.relative_to(root)} ".encode() + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def meta(root: Path, doc_id: str) -> dict:
+    return find_meta(root, doc_id)
+
+
+@asynccontextmanager
+async def connected(url: str, root: Path):
+    link = McpLink(url, ping_interval=60)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(link.run)
+        with anyio.fail_after(20):
+            await link.wait_connected(20)
+        yield QmsOps(link, root)
+        tg.cancel_scope.cancel()
+
+
+@pytest.fixture(params=TRANSPORTS)
+def server(request, sample_project, devserver_factory):
+    """The dev server over each transport (a link's task group cannot span a fixture's yield)."""
+    return devserver_factory(sample_project, transport=request.param)
+
+
+# --- classification of the contract's texts ----------------------------------------------------
+
+
+@pytest.mark.parametrize("operation, text, status, reason", [
+    ("checkout", "Checked out: CR-001\nWorkspace: .claude/users/claude/workspace/CR-001.md", "ok", None),
+    ("checkout", "Archived: v1.0\nCreated draft v1.1 from effective v1.0\nChecked out: SOP-001\nWorkspace: x",
+     "ok", None),
+    ("checkout", "You already have CR-001 checked out", "refused", "You already have CR-001 checked out"),
+    ("checkout", "Error: CR-001 is checked out by claude", "refused", "Error: CR-001 is checked out by claude"),
+    ("checkout", "Error: Document not found: CR-404", "refused", "Error: Document not found: CR-404"),
+    ("checkout", "Error: CR-001 is CLOSED and cannot be checked out.", "refused",
+     "Error: CR-001 is CLOSED and cannot be checked out."),
+    ("checkout", "Error: CR-001 is in IN_REVIEW and owned by lead\nOnly the document owner can checkout from an "
+     "active workflow", "refused",
+     "Error: CR-001 is in IN_REVIEW and owned by lead Only the document owner can checkout from an active workflow"),
+    ("checkin", "Checked in: CR-001 (v0.1)", "ok", None),
+    ("checkin", "\nError: CR-001 not found in your workspace.\n\nTo check out a document: qms --user U checkout ID\n"
+     "To see your workspace: qms --user U workspace", "refused", "Error: CR-001 not found in your workspace."),
+    ("checkin", "Permission Denied: 'checkin' command\n\nYou (claude) are not the responsible user for this "
+     "document.\nResponsible user: lead\n\nOnly the document owner can perform this action.", "refused",
+     "Permission Denied: 'checkin' command You (claude) are not the responsible user for this document."),
+    ("checkout", "Permission Denied: 'checkout' command\n\nYour role: quality (qa)\nRequired role(s): initiator",
+     "refused", "Permission Denied: 'checkout' command Your role: quality (qa)"),
+    ("status", "Error: User 'x' not found.\n\nTo add this user, run: ...", "refused", "Error: User 'x' not found."),
+    ("checkout", "Error: CR-001 is still checked out by claude.", "refused",
+     "Error: CR-001 is still checked out by claude."),
+    ("status", "Document: CR-001\nTitle: t\nStatus: DRAFT", "ok", None),
+    ("workspace", "Workspace is empty", "ok", None),
+    ("inbox", "Inbox for qa:\n" + "-" * 60 + "\n  [REVIEW] CR-003", "ok", None),
+    ("checkin", "Error: Command timed out after 30 seconds", "error", "Error: Command timed out after 30 seconds"),
+    ("checkin", "Error: Could not find QMS root directory. Ensure you are in a QMS project.", "error",
+     "Error: Could not find QMS root directory. Ensure you are in a QMS project."),
+    ("checkin", "qms.py: error: argument command: invalid choice: 'withdraw'", "error",
+     "qms.py: error: argument command: invalid choice: 'withdraw'"),
+    ("checkin", "(no output)", "error", "unexpected reply: (no output)"),
+])
+def test_classify_contract_texts(operation, text, status, reason):
+    assert classify(operation, text, False)[:2] == (status, reason)
+
+
+def test_classify_tool_errors():
+    status, reason, retry = classify("checkin", "Error executing tool qms_checkin: IDENTITY LOCKED: 'claude' is "
+                                     "active in enforced mode (container instance 1234abcd). Trusted-mode ...", True)
+    assert (status, retry) == ("identity-locked", IDENTITY_TTL_S)
+    assert reason.startswith("IDENTITY LOCKED: 'claude'")
+    assert classify("checkin", "Error executing tool qms_checkin: IDENTITY REQUIRED: the 'user' ...", True)[:2] == \
+        ("error", "IDENTITY REQUIRED: the 'user' ...")
+
+
+# --- on disk --------------------------------------------------------------------------------------
+
+
+async def test_checkout_then_checkin_for_claude_on_disk(server, sample_project):
+    async with connected(server.url, sample_project) as ops:
+        root = ops.project_root
+        copy = workspace_dir(root, "claude") / "CR-002.md"
+        out = await ops.checkout("CR-002", "claude")
+        assert out.status == "ok", out
+        assert copy.is_file() and out.workspace is not None and out.workspace.path == copy
+        m = meta(root, "CR-002")
+        assert m["checked_out"] is True and m["responsible_user"] == "claude"
+
+        copy.write_text(copy.read_text(encoding="utf-8") + "\nAn edit made for claude.\n", encoding="utf-8")
+        out = await ops.checkin("CR-002", "claude")
+        assert out.status == "ok", out
+        assert out.text.startswith("Checked in: CR-002")
+        assert not copy.exists()
+        assert meta(root, "CR-002")["checked_out"] is False
+        assert "An edit made for claude." in draft_path(root, "CR-002", "CR").read_text(encoding="utf-8")
+
+        assert (await ops.status("CR-002", "claude")).text.count("Checked Out: False") == 1
+        assert (await ops.workspace("claude")).status == "ok"
+        inbox = await ops.inbox("qa")
+        assert inbox.status == "ok" and "CR-003" in inbox.text
+
+
+async def test_every_refusal_is_classified(server, sample_project):
+    async with connected(server.url, sample_project) as ops:
+        root = ops.project_root
+        checks = [
+            (ops.checkout("CR-001", "claude"), "You already have CR-001 checked out"),
+            (ops.checkout("CR-001", "lead"), "Error: CR-001 is checked out by claude"),
+            (ops.checkout("CR-404", "claude"), "Error: Document not found: CR-404"),
+            (ops.checkout("CR-003", "lead"), "Error: CR-003 is in IN_PRE_REVIEW and owned by claude Only the document "
+                                             "owner can checkout from an active workflow"),
+            (ops.checkin("CR-002", "lead"), "Error: CR-002 not found in your workspace."),
+            (ops.checkout("CR-002", "qa"), "Permission Denied: 'checkout' command Your role: quality (qa)"),
+            (ops.checkout("CR-002", "x"), "Error: User 'x' not found."),
+        ]
+        for call, reason in checks:
+            before = tree_hash(root)
+            out = await call
+            assert (out.status, out.reason) == ("refused", reason), out
+            assert tree_hash(root) == before
+        # CLOSED ([latest]): the server refuses before anything else.
+        path = next((root / "QMS" / ".meta").glob("*/CR-002.json"))
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps({**data, "status": "CLOSED"}, indent=2))
+        out = await ops.checkout("CR-002", "lead")
+        assert (out.status, out.reason) == ("refused", "Error: CR-002 is CLOSED and cannot be checked out.")
+
+
+async def test_refused_checkin_leaves_the_copy_byte_identical(server, sample_project):
+    async with connected(server.url, sample_project) as ops:
+        root = ops.project_root
+        copy = workspace_dir(root, "claude") / "CR-002.md"  # CR-002 belongs to lead
+        copy.write_bytes(b"---\ntitle: mine\n---\n\nclaude's unsaved work \xe2\x9c\x93\n")
+        before = tree_hash(root)
+        out = await ops.checkin("CR-002", "claude")
+        assert out.status == "refused"
+        assert out.reason.startswith("Permission Denied: 'checkin' command You (claude) are not the responsible user")
+        assert out.workspace_intact is True and out.workspace.sha256 == hashlib.sha256(copy.read_bytes()).hexdigest()
+        assert any("byte-identical" in a for a in out.actions)
+        assert tree_hash(root) == before
+
+
+async def test_missing_copy_refused_then_repaired(server, sample_project):
+    async with connected(server.url, sample_project) as ops:
+        root = ops.project_root
+        copy = workspace_dir(root, "claude") / "CR-001.md"
+        copy.unlink()  # contract 9: meta says checked out to claude, no workspace copy
+        draft = draft_path(root, "CR-001", "CR")
+        draft_before = draft.read_bytes()
+        before = tree_hash(root)
+
+        out = await ops.checkin("CR-001", "claude")
+        assert out.status == "refused"
+        assert ".claude/users/claude/workspace/CR-001.md is missing" in out.reason and "repair" in out.reason
+        assert tree_hash(root) == before
+
+        out = await ops.repair("CR-001", "claude")
+        assert out.status == "ok", out
+        assert out.actions[0].startswith(
+            "copied QMS/CR/CR-001/CR-001-draft.md to .claude/users/claude/workspace/CR-001.md")
+        assert out.actions[1].startswith("checked in CR-001 as claude: Checked in: CR-001")
+        assert meta(root, "CR-001")["checked_out"] is False
+        assert not copy.exists()
+        assert draft.read_bytes() == draft_before  # the content did not change
+
+        again = await ops.repair("CR-001", "claude")
+        assert (again.status, again.reason) == ("refused", "CR-001 is not checked out: nothing to repair")
+
+
+async def test_repair_refuses_what_it_should_not_touch(server, sample_project):
+    async with connected(server.url, sample_project) as ops:
+        root = ops.project_root
+        before = tree_hash(root)
+        assert (await ops.repair("CR-001", "claude")).reason.endswith("exists: nothing to repair (check it in instead)")
+        assert (await ops.repair("CR-001", "lead")).reason == \
+            "CR-001 is checked out by claude, not lead: repair it as claude"
+        assert (await ops.repair("CR-404", "lead")).reason.startswith("CR-404 has no metadata")
+        assert tree_hash(root) == before
+
+
+# --- identity lock (contract 1.4) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_identity_locked_is_classified_and_repair_undoes_its_copy(sample_project, devserver_factory, transport):
+    server = devserver_factory(sample_project, transport=transport, identity_ttl=60)
+    root = sample_project
+    async with connected(server.url, root) as ops:
+        # A live agent session: one call in enforced mode, as a container's proxy makes it.
+        agent = await ops.link.call_tool("qms_inbox", {"user": "claude"},
+                                         headers={"X-QMS-Identity": "claude", "X-QMS-Instance": "c0ffee00-1111"})
+        assert not agent.is_error
+
+        out = await ops.status("CR-001", "claude")
+        assert out.status == "identity-locked" and out.retry_after_s == IDENTITY_TTL_S
+        assert out.reason.startswith(
+            "IDENTITY LOCKED: 'claude' is active in enforced mode (container instance c0ffee00)")
+
+        copy = workspace_dir(root, "claude") / "CR-001.md"
+        copy.write_text(copy.read_text(encoding="utf-8") + "\nwork in progress\n", encoding="utf-8")
+        before = tree_hash(root)
+        out = await ops.checkin("CR-001", "claude")
+        assert out.status == "identity-locked" and out.workspace_intact is True
+        assert tree_hash(root) == before
+
+        copy.unlink()
+        before = tree_hash(root)
+        out = await ops.repair("CR-001", "claude")
+        assert out.status == "identity-locked"
+        assert out.actions[0].startswith("copied ") and out.actions[1].startswith("checkin as claude failed: IDENTITY")
+        assert out.actions[2].endswith("again: the files are as they were")
+        assert tree_hash(root) == before
+        assert (await ops.status("CR-001", "lead")).status == "ok"  # other identities are not locked
+
+
+# --- input checks and a dead link -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("doc_id", ["../CR-001", "CR-001/../../x", "cr-001", "CR 001", "", "CR", "CR-001\n"])
+async def test_bad_document_ids_are_refused_before_any_call(tmp_path, doc_id):
+    ops = QmsOps(McpLink("http://127.0.0.1:9/sse"), tmp_path)
+    for call in (ops.checkout, ops.checkin, ops.status, ops.repair):
+        with pytest.raises(InvalidDocumentId):
+            await call(doc_id, "claude")
+
+
+async def test_bad_agent_ids_are_refused_before_any_call(tmp_path):
+    ops = QmsOps(McpLink("http://127.0.0.1:9/sse"), tmp_path)
+    for agent in ("Claude", "../lead", "a b", "", "claude\n"):
+        with pytest.raises(InvalidAgentId):
+            await ops.checkin("CR-001", agent)
+        with pytest.raises(InvalidAgentId):
+            await ops.inbox(agent)
+
+
+async def test_link_down_is_an_error_outcome_and_the_copy_is_checked(sample_project):
+    ops = QmsOps(McpLink("http://127.0.0.1:9/sse"), sample_project)
+    out = await ops.checkin("CR-001", "claude")
+    assert out.status == "error" and out.reason.startswith("MCP link down")
+    assert out.workspace_intact is True
+
+
+def test_draft_path_follows_the_layout(tmp_path):
+    qms = tmp_path / "QMS"
+    for rel in ("SOP/SOP-001-draft.md", "CR/CR-005/CR-005-draft.md", "CR/CR-005/CR-005-VAR-001-draft.md",
+                "INV/INV-002/INV-002-TP-001-draft.md", "SDLC-FLOW/SDLC-FLOW-RS-draft.md",
+                "SDLC-CQ/SDLC-CQ-RTM-draft.md",
+                "TEMPLATE/TEMPLATE-CR-draft.md", "CR/CR-001/CR-001-TP-001-ER-001-draft.md"):
+        (qms / rel).parent.mkdir(parents=True, exist_ok=True)
+        (qms / rel).write_text("x")
+    (qms / ".meta").mkdir()
+    (qms / ".meta" / "sdlc_namespaces.json").write_text('{"CQ": {"path": "SDLC-CQ"}}')
+    assert draft_path(tmp_path, "SOP-001", "SOP") == qms / "SOP/SOP-001-draft.md"
+    assert draft_path(tmp_path, "CR-005", "CR") == qms / "CR/CR-005/CR-005-draft.md"
+    assert draft_path(tmp_path, "CR-005-VAR-001", "VAR") == qms / "CR/CR-005/CR-005-VAR-001-draft.md"
+    assert draft_path(tmp_path, "INV-002-TP-001", "TP") == qms / "INV/INV-002/INV-002-TP-001-draft.md"
+    assert draft_path(tmp_path, "SDLC-FLOW-RS", "FLOW-RS") == qms / "SDLC-FLOW/SDLC-FLOW-RS-draft.md"
+    assert draft_path(tmp_path, "SDLC-CQ-RTM", "CQ-RTM") == qms / "SDLC-CQ/SDLC-CQ-RTM-draft.md"
+    assert draft_path(tmp_path, "TEMPLATE-CR", "TEMPLATE") == qms / "TEMPLATE/TEMPLATE-CR-draft.md"
+    assert draft_path(tmp_path, "CR-001-TP-001-ER-001", "TP") == qms / "CR/CR-001/CR-001-TP-001-ER-001-draft.md"
+    assert draft_path(tmp_path, "CR-404", "CR") is None

@@ -1,0 +1,512 @@
+"""Deterministic scenes of the app, shared by the snapshot tests and scripts/export_screenshots.py.
+
+A scene is the real app (``make_app``) over a services bundle whose parts return fixed core models
+(the real pydantic classes) and whose streams yield a fixed script, then stay quiet. The clock is
+frozen, in UTC, so every machine draws the same picture. These fakes are about rendering only: the
+behaviour is tested by tests/test_tui_pilot.py with the real parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from textual.pilot import Pilot
+
+from core import layout
+from core.access_audit import AuditReport, AuditRow, ContainerAudit, Verdict
+from core.containers import ContainerRow, EngineInfo
+from core.doctor import DoctorReport, ProbeResult
+from core.engine_events import ContainerEvent, EngineBack, EngineLost
+from core.errors import EngineUnreachable
+from core.layout import Access
+from core.mcp_link import LinkState
+from core.mcp_stream import StreamEvent
+from core.qms_ops import FileFacts, OpOutcome
+from core.qms_state import CheckoutRow, InboxTask, QmsSnapshot, RowState, WorkspaceFile
+from core.qms_watch import ActivityEvent
+from core.services import Services
+from core.settings import Settings
+from tui.app import QmsPanel, make_app
+
+NOW = datetime(2026, 11, 27, 14, 30, 0, tzinfo=UTC)
+ROOT = Path("/srv/pipe-dream")
+AGENTS = ["claude", "lead", "tu_ui", "qa"]
+SIZE = (160, 46)  # every snapshot and screenshot is taken at this terminal size
+ENDPOINT = "unix:///var/run/docker.sock"
+
+
+def ago(**kw: float) -> datetime:
+    return NOW - timedelta(**kw)
+
+
+def settings() -> Settings:
+    """Scene settings: built without validation, so the project root need not exist."""
+    return Settings.model_construct(project_root=ROOT, agents=list(AGENTS), stuck_after=timedelta(hours=4))
+
+
+async def forever() -> None:
+    await asyncio.Event().wait()
+
+
+# --- the data ---------------------------------------------------------------------------------
+
+
+def container_rows() -> list[ContainerRow]:
+    def row(agent: str, state: str, **kw: Any) -> ContainerRow:
+        name = kw.pop("name", f"qms-agent-{agent}")
+        return ContainerRow(agent=agent, id=hashlib.sha256(name.encode()).hexdigest(), name=name, state=state,
+                            image="claude-agent", **kw)
+
+    return [
+        row("claude", "running", started_at=ago(hours=3, minutes=12), restart_count=1, status_text="Up 3 hours"),
+        row("lead", "running", started_at=ago(minutes=47), status_text="Up 47 minutes"),
+        row("qa", "exited", exit_code=137, status_text="Exited (137) 5 minutes ago"),
+        row("", "running", name="pd-scratch", managed=False, started_at=ago(days=2), status_text="Up 2 days"),
+    ]
+
+
+def ws_file(agent: str, doc_id: str, size: int, mtime: datetime, title: str) -> WorkspaceFile:
+    return WorkspaceFile(agent=agent, name=f"{doc_id}.md", doc_id=doc_id,
+                         path=layout.workspace_dir(ROOT, agent) / f"{doc_id}.md", size=size, mtime=mtime, title=title)
+
+
+def checkouts() -> list[CheckoutRow]:
+    def row(doc_id: str, holder: str, state: RowState, *, status="DRAFT", version="0.1", title="",
+            since: datetime | None = None, copy: WorkspaceFile | None = None) -> CheckoutRow:
+        return CheckoutRow(doc_id=doc_id, doc_type=doc_id.split("-")[0], version=version, status=status,
+                           title=title, holder=holder, held_since=since, held_since_source="checkout",
+                           checked_out_date=since.date() if since else None, workspace_file=copy,
+                           last_edit=copy.mtime if copy else None, state=state)
+
+    return [
+        row("CR-041", "claude", RowState.OK, title="Container launch flags", since=ago(hours=1, minutes=5),
+            copy=ws_file("claude", "CR-041", 4312, ago(minutes=3), "Container launch flags")),
+        row("CR-043", "claude", RowState.STALE, title="Workspace airlock", version="0.3",
+            since=ago(days=1, hours=2), copy=ws_file("claude", "CR-043", 18734, ago(hours=9, minutes=40),
+                                                     "Workspace airlock")),
+        row("SOP-004", "tu_ui", RowState.ORPHANED, status="DRAFT", version="1.1", title="Document control",
+            since=ago(days=3, hours=4), copy=ws_file("tu_ui", "SOP-004", 9021, ago(days=2, hours=23),
+                                                     "Document control")),
+        row("VAR-001", "lead", RowState.MISSING_COPY, status="IN_EXECUTION", version="1.0",
+            title="Variance: flaky CI", since=datetime(2026, 1, 11, 9, 14, tzinfo=UTC)),
+        row("CR-039", "lead", RowState.UNMANAGED, status="EFFECTIVE", version="1.0", title="Old notes",
+            copy=ws_file("lead", "CR-039", 2210, ago(days=6), "Old notes")),
+    ]
+
+
+def snapshot() -> QmsSnapshot:
+    inbox = [InboxTask(agent="qa", file="task-CR-041-review-v0-1.md", task_type="REVIEW", workflow="REVIEW",
+                       doc_id="CR-041", from_user="lead", date=date(2026, 11, 27), version="0.1",
+                       title="Container launch flags")]
+    return QmsSnapshot(project_root=ROOT, checkouts=checkouts(),
+                       workspaces={a: [] for a in AGENTS}, inboxes={"claude": [], "lead": [], "qa": inbox * 2},
+                       warnings=[], scanned_at=NOW, stuck_after=timedelta(hours=4),
+                       running_agents=frozenset({"claude", "lead"}))
+
+
+def audits() -> list[ContainerAudit]:
+    def audit(agent: str, drift: bool) -> ContainerAudit:
+        name = f"qms-agent-{agent}"
+        rows = []
+
+        def add(path: str, declared: Access | None, mounted: str, probe: str, verdict=Verdict.OK, severity="ok",
+                detail: str = "") -> None:
+            rows.append(AuditRow(agent=agent, container=name, path=path, declared=declared, mounted=mounted,
+                                 probe=probe, verdict=verdict, severity=severity, detail=detail))
+
+        for rule in layout.resolve(agent, ROOT).rules:
+            path = rule.container_path
+            if path == "/":
+                add(path, rule.access, "image", "read ok; write ok, removed")
+                add("$HOME", Access.BAKED, "env HOME=/", "sh: HOME=/")
+            elif path == "/.mcp.json":
+                add(path, rule.access, "image", "read ok; url http://host.docker.internal:8000/sse")
+            elif path == "/projects":
+                add(path, rule.access, f"volume rw {rule.source}", "read ok; write ok, removed")
+            elif path == "/pipe-dream" and drift:
+                add(path, rule.access, f"bind rw {ROOT}", "read ok; write ok, removed", Verdict.DRIFT, "high",
+                    "declared read-only, but the mount is read-write and a probe file could be created "
+                    "(it was removed)")
+            elif path == "/pipe-dream":
+                add(path, rule.access, f"bind ro {ROOT}", "read ok; write refused (Read-only file system)")
+            elif path.endswith("/inbox"):
+                add(path, rule.access, f"via /pipe-dream: bind {'rw' if drift else 'ro'} {ROOT}",
+                    "read ok; write refused (Read-only file system)")
+            else:
+                add(path, rule.access, f"bind rw {rule.source}", "read ok; write ok, removed")
+        return ContainerAudit(agent=agent, agent_source="label", container=name, container_id="0" * 64,
+                              managed=True, state="running", audited=True, rows=rows, ok=not drift)
+
+    return [audit("claude", False), audit("lead", True)]
+
+
+def probes() -> DoctorReport:
+    def probe(where: str, ok: bool, ms: float | None, **kw: Any) -> ProbeResult:
+        return ProbeResult(where=where, target="http://host.docker.internal:8000/sse", transport="sse", ok=ok,
+                           latency_ms=ms, stage="handshake" if ok else "tcp", **kw)
+
+    host = ProbeResult(where="host", target="http://127.0.0.1:8000/sse", transport="sse", ok=True, latency_ms=2.1,
+                       stage="handshake")
+    return DoctorReport(host=host, ok=False, containers=[
+        probe("claude", True, 4.0, tool="wget"),
+        probe("lead", False, None, failure="refused", diagnosis="Connection refused by host.docker.internal:8000."),
+    ])
+
+
+def link_up() -> LinkState:
+    return LinkState(status="connected", transport="sse", url="http://127.0.0.1:8000/sse", latency_ms=12.4,
+                     since=ago(minutes=50), server_name="qms", tools=["qms_checkout", "qms_checkin"], attempt=1)
+
+
+def link_down() -> LinkState:
+    return LinkState(status="down", transport="sse", url="http://127.0.0.1:8000/sse",
+                     reason="connection refused (127.0.0.1:8000)", attempt=4, since=ago(seconds=42))
+
+
+def mcp_events() -> list[StreamEvent]:
+    def ev(seq: int, secs: float, direction: str, kind: str, summary: str, payload: Any, **kw: Any) -> StreamEvent:
+        return StreamEvent(seq=seq, time=ago(seconds=secs), direction=direction, kind=kind, summary=summary,
+                           payload=payload, size=len(str(payload)), **kw)
+
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "qms_checkout", "arguments": {"doc_id": "CR-041", "user": "claude"}}}
+    reply = {"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": (
+        "Checked out: CR-041\nWorkspace: .claude/users/claude/workspace/CR-041.md")}], "isError": False}}
+    return [
+        ev(1, 3000, "in", "sse-endpoint", "endpoint /messages/?session_id=5f0c…", "/messages/?session_id=5f0c"),
+        ev(2, 2999, "out", "request", "#0 initialize", {"jsonrpc": "2.0", "id": 0, "method": "initialize"},
+           method="initialize", id=0),
+        ev(3, 2999, "in", "response", "#0 initialize (8.2 ms): qms 1.30.0", {"jsonrpc": "2.0", "id": 0},
+           method="initialize", id=0, latency_ms=8.2),
+        ev(4, 1500, "out", "request", "#7 tools/call qms_checkout(doc_id='CR-041', user='claude')", call,
+           method="tools/call", id=7),
+        ev(5, 1499.6, "in", "response", "#7 tools/call (412.6 ms): Checked out: CR-041 Workspace: "
+           ".claude/users/claude/workspace/CR-041.md", reply, method="tools/call", id=7, latency_ms=412.6),
+        ev(6, 5, "out", "request", "#96 ping", {"jsonrpc": "2.0", "id": 96, "method": "ping"}, method="ping", id=96),
+        ev(7, 5, "in", "response", "#96 ping ok (12.4 ms)", {"jsonrpc": "2.0", "id": 96, "result": {}},
+           method="ping", id=96, latency_ms=12.4),
+    ]
+
+
+def docker_events(rows: list[ContainerRow]) -> list[Any]:
+    by = {r.agent or r.name: r for r in rows}
+    return [
+        EngineBack(time=ago(minutes=50), endpoint=ENDPOINT, containers=rows, first=True),
+        ContainerEvent(time=ago(minutes=47), action="start", agent="lead", name="qms-agent-lead", id=by["lead"].id),
+        ContainerEvent(time=ago(minutes=5), action="kill", agent="qa", name="qms-agent-qa", id=by["qa"].id,
+                       signal="9"),
+        ContainerEvent(time=ago(minutes=5), action="die", agent="qa", name="qms-agent-qa", id=by["qa"].id,
+                       exit_code=137),
+    ]
+
+
+def activity() -> list[ActivityEvent]:
+    def act(secs: float, user: str, event: str, doc_id: str, version: str) -> ActivityEvent:
+        return ActivityEvent(time=ago(seconds=secs), user=user, event=event, doc_id=doc_id,
+                             doc_type=doc_id.split("-")[0], version=version, details={},
+                             raw=f'{{"event":"{event}","user":"{user}"}}',
+                             path=ROOT / "QMS" / ".audit" / doc_id.split("-")[0] / f"{doc_id}.jsonl")
+
+    return [act(1499, "claude", "CHECKOUT", "CR-041", "0.1"), act(120, "claude", "CHECKIN", "CR-040", "0.2")]
+
+
+LOG_LINES = [
+    "agent claude starting (HOME=/, QMS_USER=claude)",
+    "MCP config: /.mcp.json -> http://host.docker.internal:8000/sse",
+    "tmux session 'agent' created",
+    "claude: reading /pipe-dream/CLAUDE.md",
+    "claude: qms_checkout CR-041 -> Checked out: CR-041",
+    "claude: editing /pipe-dream/.claude/users/claude/workspace/CR-041.md",
+    "claude: running tests in /projects/flow-state",
+    "claude: 42 passed in 3.1s",
+]
+
+
+# --- the fake parts ---------------------------------------------------------------------------
+
+
+class Timeline:
+    """One script for every stream, played in time order: each stream (channel) waits for its turn,
+    so the lines reach the live stream in the same order on every run. Then everything stays quiet."""
+
+    def __init__(self, entries: list[tuple[datetime, str, Any]]) -> None:
+        self.entries = sorted(entries, key=lambda e: e[0])  # stable: same time keeps the given order
+        self.pos = 0
+        self.drained = asyncio.Event()
+        self._moved = asyncio.Event()
+
+    async def play(self, channel: str):
+        while True:
+            while self.pos < len(self.entries) and self.entries[self.pos][1] != channel:
+                await self._moved.wait()
+            if self.pos >= len(self.entries):
+                self.drained.set()
+                await forever()
+            item = self.entries[self.pos][2]
+            self.pos += 1
+            moved, self._moved = self._moved, asyncio.Event()
+            moved.set()
+            yield item
+
+
+class FakeContainers:
+    endpoint = ENDPOINT
+
+    def __init__(self, rows: list[ContainerRow], *, reachable: bool = True, image: bool = True) -> None:
+        self.rows, self.reachable, self.image = rows, reachable, image
+
+    def _need_engine(self) -> None:
+        if not self.reachable:
+            raise EngineUnreachable(f"cannot connect to {ENDPOINT}: connection refused")
+
+    def list(self) -> list[ContainerRow]:
+        self._need_engine()
+        return list(self.rows)
+
+    def engine(self) -> EngineInfo:
+        self._need_engine()
+        return EngineInfo(endpoint=ENDPOINT, version="28.2.2", api_version="1.50")
+
+    def image_exists(self, image: str) -> bool:
+        self._need_engine()
+        return self.image
+
+    def _row(self, agent: str) -> ContainerRow:
+        return next(r for r in self.rows if r.agent == agent)
+
+    restart = start = stop = _row
+
+    async def logs(self, agent: str, tail: int = 200, follow: bool = False):
+        for line in LOG_LINES[-tail:]:
+            yield line
+        if follow:
+            await forever()
+
+    def reset(self) -> None:
+        pass
+
+
+class FakeEvents:
+    def __init__(self, timeline: Timeline) -> None:
+        self.timeline = timeline
+
+    def stream(self):
+        return self.timeline.play("docker")
+
+
+class FakeLink:
+    def __init__(self, timeline: Timeline) -> None:
+        self.timeline = timeline
+
+    async def run(self) -> None:
+        await forever()
+
+    def states(self):
+        return self.timeline.play("link")
+
+
+class _Subscription:
+    def __init__(self, timeline: Timeline) -> None:
+        self.events = timeline.play("mcp")
+
+    def __aiter__(self):
+        return self.events
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        pass
+
+
+class FakeStream:
+    def __init__(self, timeline: Timeline) -> None:
+        self.timeline = timeline
+
+    def snapshot(self) -> list[StreamEvent]:
+        return []
+
+    def subscribe(self, maxlen: int | None = None) -> _Subscription:
+        return _Subscription(self.timeline)
+
+
+class FakeWatcher:
+    def __init__(self, timeline: Timeline) -> None:
+        self.timeline = timeline
+
+    def events(self):
+        return self.timeline.play("qms")
+
+    async def wait_ready(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        pass
+
+
+class FakeOps:
+    async def checkin(self, doc_id: str, agent: str) -> OpOutcome:
+        return OpOutcome(operation="checkin", doc_id=doc_id, agent=agent, status="ok", text=f"Checked in: {doc_id}")
+
+    async def checkout(self, doc_id: str, agent: str) -> OpOutcome:
+        return OpOutcome(operation="checkout", doc_id=doc_id, agent=agent, status="ok",
+                         text=f"Checked out: {doc_id}", workspace=FileFacts(path=ROOT, size=0, sha256="", mtime=0))
+
+    async def repair(self, doc_id: str, agent: str) -> OpOutcome:
+        return OpOutcome(operation="repair", doc_id=doc_id, agent=agent, status="ok", actions=["restored", "checked in"])
+
+
+@dataclass
+class SceneServices(Services):
+    """A services bundle of fakes with fixed answers; see the module docstring."""
+
+    fixed_snapshot: QmsSnapshot | None = None
+    fixed_audits: list[ContainerAudit] = field(default_factory=list)
+    fixed_doctor: DoctorReport | None = None
+    doctor_runs: int = 0
+
+    def scan(self, containers=None) -> QmsSnapshot:
+        return self.fixed_snapshot
+
+    def rescan(self, snapshot, paths) -> QmsSnapshot:
+        return snapshot
+
+    def restate(self, snapshot, containers) -> QmsSnapshot:
+        return snapshot
+
+    def audit(self) -> AuditReport:
+        return AuditReport(containers=self.fixed_audits, ok=False, generated_at=NOW)
+
+    def audit_container(self, row) -> ContainerAudit:
+        name = getattr(row, "name", row)
+        return next(a for a in self.fixed_audits if a.container == name)
+
+    async def doctor(self) -> DoctorReport:
+        self.doctor_runs += 1
+        return self.fixed_doctor
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def timeline(self) -> Timeline:
+        return self.engine_events.timeline
+
+
+def services(*, engine: bool = True, link_lost: bool = False) -> SceneServices:
+    rows = container_rows()
+    entries: list[tuple[datetime, str, Any]] = []
+    if engine:
+        entries += [(ev.time, "docker", ev) for ev in docker_events(rows)]
+    else:
+        entries.append((ago(seconds=3), "docker", EngineLost(
+            time=ago(seconds=3), endpoint=ENDPOINT, reason=f"cannot connect to {ENDPOINT}: [Errno 111] Connection "
+            "refused", attempt=6, retry_in=8.0)))
+    states = [link_up()] + ([link_down()] if link_lost else [])
+    entries += [(state.since, "link", state) for state in states]
+    entries += [(ev.time, "mcp", ev) for ev in mcp_events() if not (link_lost and ev.time > link_down().since)]
+    entries += [(ev.time, "qms", ev) for ev in activity()]
+    timeline = Timeline(entries)
+    return SceneServices(
+        settings=settings(),
+        containers=FakeContainers(rows, reachable=engine),
+        engine_events=FakeEvents(timeline),
+        link=FakeLink(timeline),
+        stream=FakeStream(timeline),
+        ops=FakeOps(),
+        watcher=FakeWatcher(timeline),
+        now=lambda: NOW,
+        fixed_snapshot=snapshot(),
+        fixed_audits=audits() if engine else [],
+        fixed_doctor=probes(),
+    )
+
+
+# --- scenes -----------------------------------------------------------------------------------
+
+
+def app(bundle: SceneServices | None = None) -> QmsPanel:
+    bundle = bundle or services()
+    return make_app(bundle.settings, bundle, clock=lambda: NOW, still=True)
+
+
+async def settle(pilot: Pilot) -> None:
+    """Wait until the scripts have played and every one-off worker has finished."""
+    panel: QmsPanel = pilot.app  # type: ignore[assignment]
+    bundle: SceneServices = panel.services  # type: ignore[assignment]
+    for _ in range(500):
+        await pilot.pause()
+        busy = [w for w in panel.workers if w.group not in ("feed", "logs") and not w.is_finished]
+        if (not busy and bundle.timeline.drained.is_set() and bundle.doctor_runs and panel.snapshot
+                and not panel.main.stream.pending):
+            break
+    else:
+        raise TimeoutError(f"the scene did not settle: workers {busy}, pending {panel.main.stream.pending}")
+    await pilot.pause()
+    await pilot.pause()
+
+
+async def select_document(pilot: Pilot, doc_id: str) -> None:
+    """Move the workspace cursor to ``doc_id``."""
+    main = pilot.app.main  # type: ignore[attr-defined]
+    main.workspace.focus()
+    table = main.workspace.table
+    for _ in range(table.row_count):
+        selected = main.workspace.selected
+        if selected is not None and selected.doc_id == doc_id:
+            break
+        await pilot.press("down")
+    await pilot.pause()
+
+
+async def select_container(pilot: Pilot, agent: str) -> None:
+    """Move the containers cursor to ``agent``."""
+    pane = pilot.app.main.containers_pane  # type: ignore[attr-defined]
+    pane.focus()
+    for _ in range(pane.table.row_count):
+        if pane.selected_agent == agent:
+            break
+        await pilot.press("down")
+    await pilot.pause()
+
+
+@dataclass
+class Scene:
+    name: str
+    description: str
+    make: Callable[[], QmsPanel]
+    prepare: Callable[[Pilot], Awaitable[None]] | None = None
+    press: tuple[str, ...] = ()
+
+    async def run_before(self, pilot: Pilot) -> None:
+        await settle(pilot)
+        if self.prepare is not None:
+            await self.prepare(pilot)
+        for key in self.press:
+            await pilot.press(key)
+        await settle(pilot)
+
+
+async def _stuck(pilot: Pilot) -> None:
+    await select_document(pilot, "SOP-004")
+
+
+async def _drift(pilot: Pilot) -> None:
+    await select_container(pilot, "lead")
+
+
+SCENES: dict[str, Scene] = {s.name: s for s in (
+    Scene("main", "the main screen, everything up", app),
+    Scene("docker-down", "the Docker engine unreachable", lambda: app(services(engine=False))),
+    Scene("mcp-down", "the MCP link down", lambda: app(services(link_lost=True))),
+    Scene("drift", "lead's container drifted from the access matrix", app, _drift),
+    Scene("stuck-document", "an orphaned document selected", app, _stuck),
+    Scene("checkin-confirm", "the checkin confirmation", app, _stuck, ("c",)),
+    Scene("logs", "the logs screen of claude", app, None, ("l",)),
+    Scene("help", "the help screen", app, None, ("question_mark",)),
+)}

@@ -1,0 +1,246 @@
+"""The app driven by keys over real core services: the dev server, the real engine, real files.
+
+Each test starts the app from ``build_services`` exactly as ``qms-panel`` does, on the sample
+project and a dev server on a free port, with container names under the test's unique prefix.
+Waits are bounded (anyio.fail_after); nothing is timed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import pytest
+
+from core.containers import ContainerManager
+from core.services import build_services
+from core.settings import Settings
+from support.docker_env import TEST_LABEL
+from tui.app import QmsPanel, make_app
+
+SIZE = (160, 46)
+LABELS = {TEST_LABEL: "1"}
+
+pytestmark = pytest.mark.docker
+
+
+def settings_for(root: Path, url: str, image: str, prefix: str) -> Settings:
+    return Settings(project_root=root, agents=["claude"], image=image, mcp_url=url, container_prefix=prefix)
+
+
+def meta(root: Path, doc_id: str) -> dict:
+    return json.loads((root / "QMS" / ".meta" / doc_id.split("-")[0] / f"{doc_id}.json").read_text())
+
+
+async def until(pilot, predicate, what: str, timeout: float = 30.0) -> None:
+    """Let the app run until ``predicate()`` holds (fail with ``what`` after ``timeout`` seconds)."""
+    try:
+        with anyio.fail_after(timeout):
+            while not predicate():
+                await pilot.pause(0.05)
+    except TimeoutError:
+        notices = "; ".join(f"{t}: {m}" for _, t, m in getattr(pilot.app, "notices", ()))
+        pytest.fail(f"timed out waiting for {what} (notifications: {notices or 'none'})")
+
+
+def stream_text(app: QmsPanel, source: str | None = None) -> list[str]:
+    return [f"{line.agent} {line.summary}" for line in app.main.stream.view.lines()
+            if source is None or line.source == source]
+
+
+def notifications(app: QmsPanel) -> list[str]:
+    return [f"{title}: {message}" for _, title, message in app.notices]
+
+
+@pytest.fixture
+def panel(sample_project, devserver_factory, docker_client, test_image, unique_prefix):
+    """(settings, services, server): the real bundle for the sample project and a dev server."""
+    server = devserver_factory(sample_project)
+    settings = settings_for(sample_project, server.url, test_image, unique_prefix)
+    services = build_services(settings, extra_labels=LABELS)
+    yield settings, services, server
+    services.close()
+
+
+async def ready(pilot) -> None:
+    app: QmsPanel = pilot.app
+    await until(pilot, lambda: app.main.engine.up and app.snapshot is not None, "the engine and the first scan")
+    await until(pilot, lambda: app.main.link is not None and app.main.link.status == "connected", "the MCP link")
+
+
+async def test_r_restarts_the_selected_container(panel):
+    settings, services, _ = panel
+    ContainerManager(settings, extra_labels=LABELS).launch("claude", command=["sleep", "3600"])
+    app = make_app(settings, services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await until(pilot, lambda: app.main.containers_pane.selected_agent == "claude", "claude's row")
+        before = app.main.container_row("claude")
+        assert before.state == "running"
+
+        await pilot.press("r")
+        await until(pilot, lambda: "claude" in app.main.busy, "the restart to show in the row")
+        await until(pilot, lambda: app.main.container_row("claude").restart_count > before.restart_count,
+                    "the restart count to go up")
+        await until(pilot, lambda: "claude" not in app.main.busy, "the restart to finish")
+
+        await until(pilot, lambda: app.main.container_row("claude").state == "running"
+                    and app.main.container_row("claude").started_at > before.started_at, "the row to run again")
+        await until(pilot, lambda: any("Restarted" in n for n in notifications(app)), "the result notification")
+        name = settings.container_name("claude")
+        await until(pilot, lambda: any(f"start {name}" in t for t in stream_text(app, "docker")),
+                    "the Docker events in the stream")
+        assert any(f"die {name}" in t for t in stream_text(app, "docker"))
+
+
+async def test_c_checks_in_a_stuck_document_on_disk(panel):
+    settings, services, _ = panel
+    root = settings.project_root
+    copy = root / ".claude" / "users" / "claude" / "workspace" / "CR-001.md"
+    assert meta(root, "CR-001")["checked_out"] and copy.exists()
+    app = make_app(settings, services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        # claude has no container: the checkout is orphaned, the case a manual checkin is for
+        await until(pilot, lambda: any(r.doc_id == "CR-001" and r.state == "orphaned" for r in app.main.checkouts),
+                    "CR-001 to show as orphaned")
+        app.main.workspace.focus()
+        await until(pilot, lambda: app.main.workspace.selected is not None, "a selected document")
+        while app.main.workspace.selected.doc_id != "CR-001":
+            await pilot.press("down")
+
+        await pilot.press("c")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", "the confirmation")
+        await pilot.press("y")
+
+        await until(pilot, lambda: not meta(root, "CR-001")["checked_out"], "CR-001 checked in on disk")
+        assert not copy.exists()
+        await until(pilot, lambda: not any(r.doc_id == "CR-001" for r in app.main.checkouts),
+                    "CR-001 to leave the workspace pane")
+        await until(pilot, lambda: any("Checked in" in n for n in notifications(app)), "the result notification")
+        await until(pilot, lambda: any("claude CHECKIN CR-001" in t for t in stream_text(app, "qms")),
+                    "the audit activity in the stream")
+        mcp = stream_text(app, "mcp")
+        assert any("tools/call qms_checkin" in t and "CR-001" in t for t in mcp)
+        assert any("Checked in: CR-001" in t for t in mcp)
+
+
+async def test_shift_r_repairs_a_missing_copy(panel):
+    settings, services, _ = panel
+    root = settings.project_root
+    copy = root / ".claude" / "users" / "claude" / "workspace" / "CR-001.md"
+    copy.unlink()
+    app = make_app(settings, services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await until(pilot, lambda: any(r.doc_id == "CR-001" and r.state == "missing-copy"
+                                       for r in app.main.checkouts), "CR-001 to show a missing copy")
+        app.main.workspace.focus()
+        await until(pilot, lambda: app.main.workspace.selected is not None, "a selected document")
+        assert app.main.workspace.selected.doc_id == "CR-001"  # missing copies sort first
+
+        await pilot.press("R")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", "the confirmation")
+        await pilot.press("y")
+
+        await until(pilot, lambda: not meta(root, "CR-001")["checked_out"], "CR-001 repaired and checked in")
+        assert not copy.exists()
+        await until(pilot, lambda: any("Repaired" in n for n in notifications(app)), "the result notification")
+        assert any("tools/call qms_checkin" in t and "CR-001" in t for t in stream_text(app, "mcp"))
+
+
+async def test_a_refused_checkin_shows_the_servers_reason(panel):
+    settings, services, _ = panel
+    root = settings.project_root
+    copy = root / ".claude" / "users" / "claude" / "workspace" / "CR-001.md"
+    before = copy.read_bytes()
+    app = make_app(settings, services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        row = next(r for r in app.main.checkouts if r.doc_id == "CR-001")
+        app.checkin(row.model_copy(update={"holder": "lead"}))  # lead is not CR-001's owner
+        await until(pilot, lambda: any("refused" in n for n in notifications(app)), "the refusal")
+        text = "\n".join(notifications(app))
+        assert "not the responsible user" in text or "not found in your workspace" in text
+        assert copy.read_bytes() == before and meta(root, "CR-001")["checked_out"]
+
+
+async def test_the_link_goes_down_with_the_server_and_comes_back(panel):
+    settings, services, server = panel
+    app = make_app(settings, services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        server.stop()
+        await until(pilot, lambda: app.main.link.status == "down", "the link to go down")
+        assert app.main.link_down  # the workspace pane says why checkin waits
+        assert app.is_running
+        await pilot.press("c")  # refused locally with a notification, not a crash
+        server.start()
+        await until(pilot, lambda: app.main.link.status == "connected", "the link to come back", timeout=60)
+        assert not app.main.link_down
+        assert any("link down" in t for t in stream_text(app, "mcp"))
+
+
+CHATTY = ["sh", "-c", "trap 'exit 0' TERM; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"]
+
+
+async def test_l_follows_the_log_and_s_stops_after_asking_then_starts(panel):
+    settings, services, _ = panel
+    ContainerManager(settings, extra_labels=LABELS).launch("claude", command=CHATTY)
+    app = make_app(settings, services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await until(pilot, lambda: app.main.containers_pane.selected_agent == "claude", "claude's row")
+
+        await pilot.press("l")
+        await until(pilot, lambda: type(app.screen).__name__ == "LogsScreen", "the logs screen")
+        log = app.screen.query_one("Log")
+        await until(pilot, lambda: log.line_count >= 3, "log lines")
+        seen = log.line_count
+        await until(pilot, lambda: log.line_count > seen, "new lines while following")
+        assert log.lines[0].startswith("line ")
+        await pilot.press("escape")
+        await until(pilot, lambda: type(app.screen).__name__ == "MainScreen", "back to the panel")
+        await until(pilot, lambda: not [w for w in app.workers if w.group == "logs" and not w.is_finished],
+                    "the log reader to stop")
+
+        await pilot.press("s")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", "the stop confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: app.main.container_row("claude").state == "exited", "the container to stop")
+        await until(pilot, lambda: "claude" not in app.main.busy, "the stop to finish")
+        await pilot.press("s")  # starting asks nothing
+        await until(pilot, lambda: app.main.container_row("claude").state == "running", "the container to start")
+        assert type(app.screen).__name__ == "MainScreen"
+
+
+async def test_o_checks_out_for_the_selected_agent_and_p_a_run_the_checks(panel):
+    settings, services, _ = panel
+    root = settings.project_root
+    ContainerManager(settings, extra_labels=LABELS).launch("claude", command=["sleep", "3600"])
+    app = make_app(settings, services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await until(pilot, lambda: app.main.containers_pane.selected_agent == "claude", "claude's row")
+
+        await pilot.press("o")
+        await until(pilot, lambda: type(app.screen).__name__ == "InputScreen", "the document id question")
+        await pilot.press("x", "enter")  # not a document id: asked again
+        assert type(app.screen).__name__ == "InputScreen"
+        await pilot.press("backspace", *"CR-002", "enter")
+        await until(pilot, lambda: meta(root, "CR-002")["checked_out"], "CR-002 checked out on disk")
+        assert meta(root, "CR-002")["responsible_user"] == "claude"
+        assert (root / ".claude" / "users" / "claude" / "workspace" / "CR-002.md").exists()
+        await until(pilot, lambda: any(r.doc_id == "CR-002" and r.holder == "claude" for r in app.main.checkouts),
+                    "CR-002 in the workspace pane")
+
+        await until(pilot, lambda: not app.main.auditing and "claude" in app.main.audits, "the first audit")
+        first = app.main.audited_at
+        await pilot.press("a")
+        await until(pilot, lambda: app.main.audited_at > first and not app.main.auditing, "the audit to run again")
+        assert app.main.audits["claude"].audited
+
+        await pilot.press("p")
+        await until(pilot, lambda: any(t.startswith("Doctor") for _, t, _ in app.notices), "the doctor's result")
+        assert "claude" in app.main.probes

@@ -1,0 +1,19 @@
+"""`qms-panel` with no subcommand: build the services for the settings and run the app."""
+
+from __future__ import annotations
+
+from core.services import build_services
+from core.settings import Settings
+
+
+def run_app(settings: Settings) -> int:
+    """Run the panel until the operator quits; the exit code is 0 unless the app says otherwise."""
+    from tui.app import make_app
+
+    services = build_services(settings)
+    try:
+        app = make_app(settings, services)
+        code = app.run()
+    finally:
+        services.close()
+    return code or 0

@@ -1,0 +1,342 @@
+"""The main screen: the four panes and the status bar. It decides what a key means for the current
+selection (and asks first where it should); the app carries the work out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.reactive import var
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from core.errors import QmsPanelError
+from core.qms_ops import check_doc_id
+from tui.actions import bindings
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.help import HelpScreen
+from tui.screens.input_dialog import InputScreen
+from tui.screens.payload import PayloadScreen
+from tui.widgets.containers import ContainersPane
+from tui.widgets.formats import since, size, stamp
+from tui.widgets.matrix import MatrixPane
+from tui.widgets.status_bar import EngineState, StatusBar
+from tui.widgets.stream import StreamPane
+from tui.widgets.workspace import WorkspacePane, state_of
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = bindings("main")
+
+    # state, set by the app; the panes are bound to it
+    containers: var[list] = var(list)
+    agents: var[list] = var(list)
+    probes: var[dict] = var(dict)
+    inbox: var[dict] = var(dict)
+    busy: var[dict] = var(dict)
+    engine: var[EngineState] = var(EngineState)
+    image_missing: var[str] = var("")
+    link: var[Any | None] = var(None)
+    link_down: var[str] = var("")
+    checkouts: var[list] = var(list)
+    scan_warnings: var[int] = var(0)
+    scanned: var[bool] = var(False)
+    audits: var[dict] = var(dict)  # agent (or container name) -> ContainerAudit
+    auditing: var[bool] = var(False)
+    audited_at: var[datetime | None] = var(None)
+    now: var[datetime | None] = var(None)
+    project_root: var[str] = var("")
+    selected_agent: var[str | None] = var(None)
+
+    def compose(self) -> ComposeResult:
+        S = MainScreen
+        yield StatusBar().data_bind(S.link, S.engine, S.now, S.project_root)
+        with Horizontal(id="top"):
+            yield ContainersPane(id="containers").data_bind(
+                S.agents, S.probes, S.inbox, S.busy, S.engine, S.image_missing, S.now, rows=S.containers)
+            yield MatrixPane(id="matrix").data_bind(S.auditing, S.audited_at, S.engine)
+        yield WorkspacePane(id="workspace").data_bind(
+            S.link_down, S.scanned, S.now, rows=S.checkouts, warnings=S.scan_warnings)
+        yield StreamPane(id="stream")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.stream.set_tz(self.now.tzinfo if self.now else None)
+        self.query_one(ContainersPane).focus()
+        self._update_matrix()
+
+    # --- parts ---
+
+    @property
+    def stream(self) -> StreamPane:
+        return self.query_one(StreamPane)
+
+    @property
+    def workspace(self) -> WorkspacePane:
+        return self.query_one(WorkspacePane)
+
+    @property
+    def containers_pane(self) -> ContainersPane:
+        return self.query_one(ContainersPane)
+
+    def container_row(self, agent: str | None) -> Any | None:
+        return next((r for r in self.containers if r.agent == agent or (not r.agent and r.name == agent)), None)
+
+    # --- state to panes ---
+
+    def watch_link(self, link: Any | None) -> None:
+        down = link is not None and str(link.status) == "down"
+        self.link_down = (link.reason or "no answer") if down else ""
+
+    def watch_now(self, now: datetime | None) -> None:
+        if now is not None and self.is_mounted:
+            self.stream.set_tz(now.tzinfo)
+
+    def watch_selected_agent(self) -> None:
+        self._update_matrix()
+
+    def watch_audits(self) -> None:
+        self._update_matrix()
+
+    def watch_containers(self) -> None:
+        self._update_matrix()
+
+    def _update_matrix(self) -> None:
+        if not self.is_mounted:
+            return
+        matrix = self.query_one(MatrixPane)
+        agent = self.selected_agent
+        matrix.agent = agent
+        try:
+            matrix.rules = tuple(self.app.services.layout(agent).rules) if agent else ()
+        except QmsPanelError:  # a container made by hand, named but not an agent id
+            matrix.rules = ()
+        matrix.audit = self.audits.get(agent)
+        row = self.container_row(agent)
+        matrix.container_state = str(row.state) if row is not None else None
+
+    def on_containers_pane_selected(self, event: ContainersPane.Selected) -> None:
+        self.selected_agent = event.agent
+
+    def on_stream_pane_payload_requested(self, event: StreamPane.PayloadRequested) -> None:
+        self.app.push_screen(PayloadScreen(event.line, self.now.tzinfo if self.now else None))
+
+    # --- containers ---
+
+    def _selected_container(self) -> tuple[str | None, Any | None]:
+        agent = self.containers_pane.selected_agent
+        return agent, self.container_row(agent)
+
+    def _need_container(self, doing: str) -> tuple[str, Any] | None:
+        agent, row = self._selected_container()
+        if agent is None:
+            self.notify("Select an agent in the containers pane first.", title=f"Nothing to {doing}")
+            return None
+        if row is None:
+            self.notify(f"{agent} has no container: launch one with `qms-panel launch {agent}`.",
+                        title=f"Nothing to {doing}", severity="warning", markup=False)
+            return None
+        if not row.managed:
+            self.notify(f"{row.name} was not made by qms-panel; the panel leaves it alone.",
+                        title=f"Will not {doing}", severity="warning", markup=False)
+            return None
+        if agent in self.busy:
+            self.notify(f"{agent} is {self.busy[agent]}; wait for it to finish.", title=f"Cannot {doing} yet")
+            return None
+        return agent, row
+
+    def action_restart(self) -> None:
+        found = self._need_container("restart")
+        if found:
+            self.app.restart(found[0])
+
+    def action_start_stop(self) -> None:
+        found = self._need_container("start or stop")
+        if not found:
+            return
+        agent, row = found
+        if str(row.state) != "running":
+            self.app.start(agent)
+            return
+        body = Text.assemble(
+            ("Stop ", ""), (agent, "bold"), (f"'s container {row.name}?\n\n", ""),
+            "The agent gets SIGTERM, then SIGKILL after the grace period. Its workspace and its "
+            "/projects volume are kept; press s again to start it.",
+        )
+
+        def stop(yes: bool | None) -> None:
+            if yes:
+                self.app.stop(agent)
+
+        self.app.push_screen(ConfirmScreen(f"Stop {agent}", body, confirm="Stop", danger=True), stop)
+
+    def action_logs(self) -> None:
+        agent, row = self._selected_container()
+        if row is None:
+            self.notify("Select an agent that has a container.", title="No logs")
+            return
+        self.app.open_logs(agent, row.name)
+
+    # --- documents ---
+
+    def _need_link(self, doing: str) -> bool:
+        if self.link_down or self.link is None or str(self.link.status) != "connected":
+            reason = self.link_down or "not connected yet"
+            self.notify(f"The MCP link is down ({reason}); {doing} waits for it to reconnect.",
+                        title="MCP link down", severity="warning", markup=False)
+            return False
+        return True
+
+    def action_checkin(self) -> None:
+        row = self.workspace.selected
+        if row is None:
+            self.notify("Select a document in the workspace pane first.", title="Nothing to check in")
+            return
+        state = state_of(row)
+        if state == "unmanaged":
+            self.notify(f"{row.doc_id} in {row.holder}'s workspace is not checked out to them; there is "
+                        "nothing to check in.", title="Not checked out", severity="warning", markup=False)
+            return
+        if state == "missing-copy":
+            self.notify(f"{row.doc_id}'s workspace copy is missing, so a checkin would fail. Press R to repair.",
+                        title="Workspace copy missing", severity="warning", markup=False)
+            return
+        if not self._need_link("checkin"):
+            return
+        holder_row = self.container_row(row.holder)
+        running = holder_row is not None and str(holder_row.state) == "running"
+        body = checkin_body(row, self.now, running, Path(self.project_root))
+
+        def go(yes: bool | None) -> None:
+            if yes:
+                self.app.checkin(row)
+
+        self.app.push_screen(ConfirmScreen(f"Check in {row.doc_id} for {row.holder}", body, confirm="Check in"), go)
+
+    def action_repair(self) -> None:
+        row = self.workspace.selected
+        if row is None or state_of(row) != "missing-copy":
+            self.notify("Repair is for a document whose workspace copy is missing (state missing-copy).",
+                        title="Nothing to repair")
+            return
+        if not self._need_link("repair"):
+            return
+
+        def go(yes: bool | None) -> None:
+            if yes:
+                self.app.repair(row)
+
+        self.app.push_screen(ConfirmScreen(f"Repair {row.doc_id} for {row.holder}", repair_body(row),
+                                           confirm="Repair"), go)
+
+    def action_checkout(self) -> None:
+        agent = self.containers_pane.selected_agent or (self.agents[0] if self.agents else None)
+        if agent is None:
+            self.notify("No agent to check out for.", title="Nothing selected")
+            return
+        if not self._need_link("checkout"):
+            return
+
+        def check(value: str) -> str | None:
+            try:
+                check_doc_id(value)
+            except QmsPanelError as err:
+                return err.detail or err.title
+            return None
+
+        def go(doc_id: str | None) -> None:
+            if doc_id:
+                self.app.checkout(doc_id, agent)
+
+        self.app.push_screen(InputScreen(f"Check out for {agent}", f"Document id to check out as {agent}:",
+                                         placeholder="CR-001", check=check, blink=not self.app.still), go)
+
+    # --- checks, stream, help ---
+
+    def action_doctor(self) -> None:
+        self.app.doctor_now()
+
+    def action_audit(self) -> None:
+        self.app.audit_now()
+
+    def action_filter(self) -> None:
+        self.stream.start_filter()
+
+    def action_pause(self) -> None:
+        self.stream.toggle_pause()
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen())
+
+
+# --- what the dialogs say ---------------------------------------------------------------------
+
+
+def _facts(rows: list[tuple[str, str | Text]]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", justify="right")
+    table.add_column()
+    for label, value in rows:
+        table.add_row(label, value)
+    return table
+
+
+def _rel(path: Path | None, root: Path) -> str:
+    if path is None:
+        return "—"
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def checkin_body(row: Any, now: datetime | None, holder_running: bool, root: Path) -> Group:
+    copy = row.workspace_file
+    tz = now.tzinfo if now else None
+    ago = (lambda t: f"  ({since(t, now)})") if now else (lambda t: "")
+    facts = _facts([
+        ("Document", Text.assemble((row.doc_id, "bold"), f"  {row.title or ''}")),
+        ("Status", f"{row.status or '?'}  v{row.version or '?'}"),
+        ("Holder", Text(row.holder or "?", style="bold")),
+        ("Held since", stamp(row.held_since, tz) + (ago(row.held_since) if row.held_since else "")),
+        ("Workspace copy", _rel(copy.path if copy else None, root)),
+        ("Size", f"{size(copy.size)} ({copy.size:,} bytes)" if copy else "—"),
+        ("Modified", stamp(copy.mtime, tz) + ago(copy.mtime) if copy else "—"),
+    ])
+    what = Text.assemble(
+        "\nWhat happens: qms-panel calls ", ("qms_checkin", "bold"), f"({row.doc_id}) as ",
+        (row.holder or "?", "bold"), " over MCP. The server writes the workspace copy into QMS as the "
+        "draft, marks the document checked in, logs a CHECKIN event and deletes the workspace copy. "
+        "If it refuses, nothing changes: its reason is shown and the copy is checked byte for byte.",
+    )
+    parts: list[Any] = [facts, what]
+    if holder_running:
+        parts.append(Text(
+            f"\n{row.holder}'s container is running: if the agent used the server in the last 90 s, the "
+            "server refuses (identity locked). The agent may also still be editing the copy.",
+            style="bold yellow",
+        ))
+    return Group(*parts)
+
+
+def repair_body(row: Any) -> Group:
+    facts = _facts([
+        ("Document", Text.assemble((row.doc_id, "bold"), f"  {row.title or ''}")),
+        ("Status", f"{row.status or '?'}  v{row.version or '?'}"),
+        ("Holder", Text(row.holder or "?", style="bold")),
+        ("Workspace copy", Text("missing", style="bold red")),
+    ])
+    what = Text.assemble(
+        "\nThe meta says checked out to ", (row.holder or "?", "bold"), ", but the workspace copy is gone, "
+        "so neither checkin nor checkout works (the CLI cannot repair this).\n\nWhat happens: qms-panel "
+        "copies the current draft into the holder's workspace, then calls ", ("qms_checkin", "bold"),
+        f"({row.doc_id}) as {row.holder}. The document's content does not change. If the checkin fails, "
+        "the copy is removed again and nothing else changes.",
+    )
+    return Group(facts, what)

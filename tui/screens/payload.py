@@ -1,0 +1,45 @@
+"""The full payload of one stream line (a JSON-RPC message, a Docker event, an audit record)."""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+
+from rich.syntax import Syntax
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from tui.actions import bindings
+from tui.widgets.formats import clock_time
+from tui.widgets.stream import StreamLine
+
+
+class PayloadScreen(ModalScreen[None]):
+    BINDINGS = bindings("payload")
+
+    DEFAULT_CSS = """
+    PayloadScreen { align: center middle; }
+    PayloadScreen > VerticalScroll {
+        width: 90%; height: 80%; border: thick $accent; background: $surface; padding: 0 1;
+    }
+    PayloadScreen #payload-summary { height: auto; margin-bottom: 1; text-style: bold; }
+    """
+
+    def __init__(self, line: StreamLine, tz: tzinfo | None = None) -> None:
+        super().__init__()
+        self.line = line
+        self.tz = tz
+
+    def compose(self) -> ComposeResult:
+        line = self.line
+        with VerticalScroll() as box:
+            box.border_title = f"{line.source} · {line.agent} · {clock_time(line.time, self.tz)}"
+            box.border_subtitle = "esc closes"
+            yield Static(line.summary, id="payload-summary", markup=False)
+            if line.payload is None:
+                yield Static("(no payload)")
+            elif isinstance(line.payload, str):
+                yield Static(line.payload, markup=False)
+            else:
+                yield Static(Syntax(line.payload_text(), "json", word_wrap=True, background_color="default"))

@@ -1,0 +1,165 @@
+"""The containers pane: one row per agent, what state its container is in, and whether it reaches MCP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rich.text import Text
+from textual.message import Message
+from textual.reactive import var
+from textual.widgets import DataTable
+
+from tui.widgets.formats import age, short
+from tui.widgets.pane import Pane
+from tui.widgets.status_bar import EngineState
+
+STATE_STYLE = {
+    "running": "bold green",
+    "restarting": "bold yellow",
+    "paused": "yellow",
+    "created": "cyan",
+    "removing": "yellow",
+    "exited": "bold red",
+    "dead": "bold red",
+}
+
+
+def _state(row: Any) -> str:
+    return str(getattr(row.state, "value", row.state))
+
+
+def state_cell(row: Any | None, busy: str | None, engine_up: bool = True) -> Text:
+    if busy:
+        return Text(f"⟳ {busy}", style="bold yellow")
+    if row is None:
+        return Text("not created" if engine_up else "unknown", style="dim")
+    state = _state(row)
+    text = Text(state, style=STATE_STYLE.get(state, ""))
+    if state == "exited" and row.exit_code is not None:
+        text.append(f" ({row.exit_code})", style="red")
+    health = getattr(row, "health", None)
+    if health and str(health) not in ("none", "healthy"):
+        text.append(f" {health}", style="yellow")
+    return text
+
+
+def mcp_cell(row: Any | None, probe: Any | None) -> Text:
+    """MCP as seen from inside the container (the doctor's probe)."""
+    if row is None or _state(row) != "running" or not row.agent:
+        return Text("—", style="dim")
+    if probe is None:
+        return Text("…", style="dim")
+    if probe.ok:
+        latency = f" {probe.latency_ms:.0f} ms" if probe.latency_ms is not None else ""
+        return Text(f"✓{latency}", style="green")
+    return Text(f"✗ {probe.failure or 'unreachable'}", style="bold red")
+
+
+class ContainersPane(Pane):
+    """Rows are :class:`core.containers.ContainerRow`; agents with no container show as not created."""
+
+    COLUMNS = (("AGENT", 10), ("STATE", 12), ("UP", 6), ("RST", 3), ("MCP", 10), ("INBOX", 5), ("MANAGED", 7))
+
+    rows: var[list] = var(list)
+    agents: var[list] = var(list)  # configured agent ids (shown even without a container)
+    probes: var[dict] = var(dict)  # agent -> doctor ProbeResult from inside its container
+    inbox: var[dict] = var(dict)  # agent -> inbox task count
+    busy: var[dict] = var(dict)  # agent -> what is in progress ("restarting")
+    engine: var[EngineState] = var(EngineState)
+    image_missing: var[str] = var("")  # the image's name when the engine lacks it
+    now: var[datetime | None] = var(None)
+
+    @dataclass
+    class Selected(Message):
+        """The cursor moved to another agent."""
+
+        agent: str | None
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("Containers", **kwargs)
+        self._announced: str | None = None
+        self._scheduled = False
+
+    def on_mount(self) -> None:
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled and self.is_mounted:
+            self._scheduled = True
+            self.call_later(self._update)
+
+    watch_rows = watch_agents = watch_probes = watch_inbox = watch_busy = _schedule
+    watch_engine = watch_image_missing = watch_now = _schedule
+
+    @property
+    def selected_agent(self) -> str | None:
+        return self.table.selected_key
+
+    def row(self, agent: str | None) -> Any | None:
+        return next((r for r in self.rows if r.agent == agent), None)
+
+    def _update(self) -> None:
+        self._scheduled = False
+        by_agent = {r.agent: r for r in self.rows if r.agent}
+        order = list(dict.fromkeys([*self.agents, *sorted(by_agent)]))
+        rows = []
+        for agent in order:
+            row = by_agent.get(agent)
+            rows.append((agent, self._cells(agent, row)))
+        # containers that mount the project but carry no agent id (made by hand)
+        for r in self.rows:
+            if not r.agent:
+                rows.append((r.name, self._cells(r.name, r)))
+        self.table.replace_rows(rows)
+        self._update_notice()
+        self.set_class(self.engine.status == "down", "-stale")
+        self._announce()
+
+    def _cells(self, agent: str, row: Any | None) -> tuple:
+        busy = self.busy.get(agent)
+        running = row is not None and _state(row) == "running"
+        uptime = age(self.now - row.started_at) if running and row.started_at and self.now else "—"
+        managed = "—" if row is None else ("yes" if row.managed else Text("no", style="bold yellow"))
+        inbox = self.inbox.get(agent)
+        return (
+            Text(agent, style="bold" if row is not None else "dim"),
+            state_cell(row, busy, self.engine.up),
+            uptime,
+            str(row.restart_count) if row is not None else "—",
+            mcp_cell(row, self.probes.get(agent)),
+            str(inbox) if inbox else ("0" if inbox == 0 else "—"),
+            managed,
+        )
+
+    def _update_notice(self) -> None:
+        engine = self.engine
+        if engine.status == "down":
+            retry = f" Retrying in {engine.retry_in:.0f} s (attempt {engine.attempt})." if engine.retry_in else ""
+            where = f" at {engine.endpoint}" if engine.endpoint and engine.endpoint not in engine.reason else ""
+            self.set_notice(
+                f"Docker engine unreachable{where}.{retry}\n{engine.reason or 'no answer'}\n"
+                "Start dockerd / Docker Desktop, or check DOCKER_HOST."
+                + ("\nThe rows are the last known state." if self.rows else ""),
+                "bold red",
+            )
+        elif self.image_missing:
+            self.set_notice(f"Agent image {self.image_missing!r} is not on the engine.\n"
+                            "Build it with `qms-panel image build`.", "bold yellow")
+        elif engine.status == "unknown" and not self.rows:
+            self.set_notice("Connecting to the Docker engine…", "dim")
+        elif engine.status == "up" and not self.rows:
+            self.set_notice("No agent containers yet.\nLaunch one with `qms-panel launch AGENT`.", "dim")
+        else:
+            self.set_notice(None)
+
+    def _announce(self) -> None:
+        agent = self.selected_agent
+        if agent != self._announced:
+            self._announced = agent
+            self.post_message(self.Selected(agent))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._announce()

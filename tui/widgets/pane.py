@@ -1,0 +1,112 @@
+"""What the table panes share: a bordered box, a notice line, and a table that keeps its cursor."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+Cells = Sequence[str | Text]
+
+
+class PaneTable(DataTable):
+    """A row-cursor table whose rows are replaced as a whole and whose cursor stays on its key."""
+
+    DEFAULT_CSS = """
+    PaneTable { height: 1fr; background: transparent; }
+    PaneTable > .datatable--header { background: transparent; text-style: bold; color: $text-muted; }
+    """
+
+    def __init__(self, columns: Sequence[tuple[str, int | None]], **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, show_cursor=True, **kwargs)
+        self._columns = columns
+        self._shown: list[tuple[str, tuple]] = []
+
+    def on_mount(self) -> None:
+        for label, width in self._columns:
+            self.add_column(label, width=width, key=label)
+
+    @property
+    def selected_key(self) -> str | None:
+        if not self.row_count:
+            return None
+        return self._shown[min(self.cursor_row, len(self._shown) - 1)][0]
+
+    def replace_rows(self, rows: Iterable[tuple[str, Cells]]) -> None:
+        """Show ``rows`` (key, cells); the cursor stays on the same key when it is still there.
+
+        The same keys in the same order only update the cells that changed (cheap); anything else
+        rebuilds the table."""
+        new = [(key, tuple(cells)) for key, cells in rows]
+        if new == self._shown:
+            return
+        if [k for k, _ in new] == [k for k, _ in self._shown]:
+            for (key, cells), (_, old) in zip(new, self._shown):
+                for (label, _), cell, was in zip(self._columns, cells, old):
+                    if cell != was:
+                        self.update_cell(key, label, cell)
+            self._shown = new
+            return
+        keep = self.selected_key
+        self._shown = new
+        self.clear()
+        for key, cells in new:
+            self.add_row(*cells, key=key)
+        keys = [key for key, _ in new]
+        if keep in keys:
+            self.move_cursor(row=keys.index(keep), animate=False, scroll=True)
+
+
+class Pane(Vertical, can_focus=False):
+    """A titled box holding a notice line above a :class:`PaneTable`."""
+
+    DEFAULT_CSS = """
+    Pane { border: round $panel-lighten-2; border-title-color: $text-muted; height: 1fr; }
+    Pane:focus-within { border: round $accent; border-title-color: $accent; }
+    Pane > .pane--notice { height: auto; padding: 0 1; display: none; text-wrap: nowrap; text-overflow: ellipsis; }
+    Pane > .pane--notice.-shown { display: block; }
+    Pane.-stale PaneTable { text-opacity: 60%; }
+    """
+
+    COLUMNS: Sequence[tuple[str, int | None]] = ()
+    NOTICE_LINES: int | None = None  # a fixed notice height (no layout when it changes), or None: as needed
+
+    def __init__(self, title: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.border_title = title
+        self._notice: Text | None = None
+        self._notice_lines = 0
+
+    def compose(self) -> ComposeResult:
+        notice = Static(classes="pane--notice")
+        if self.NOTICE_LINES:
+            notice.styles.height = self.NOTICE_LINES
+            notice.add_class("-shown")
+        yield notice
+        yield PaneTable(self.COLUMNS)
+
+    @property
+    def table(self) -> PaneTable:
+        return self.query_one(PaneTable)
+
+    def set_notice(self, text: str | Text | None, style: str = "") -> None:
+        """Show ``text`` above the table (None hides it); unchanged text costs nothing."""
+        content = Text(text, style=style) if isinstance(text, str) else (text or Text())
+        if content == self._notice:
+            return
+        lines = content.plain.count("\n") + 1 if content.plain else 0
+        notice = self.query_one(".pane--notice", Static)
+        if self.NOTICE_LINES:
+            notice.update(content, layout=False)
+        else:  # lines never wrap: the same count is the same height
+            notice.set_class(bool(lines), "-shown")
+            notice.update(content, layout=lines != self._notice_lines)
+        self._notice = content
+        self._notice_lines = lines
+
+    def focus(self, scroll_visible: bool = True):
+        self.table.focus(scroll_visible)
+        return self

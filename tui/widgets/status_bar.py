@@ -1,0 +1,92 @@
+"""The status bar: the MCP link, the Docker engine and the project root, on one line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from tui.widgets.formats import clock_time, short
+
+EngineStatus = Literal["unknown", "up", "down"]
+
+
+@dataclass(frozen=True)
+class EngineState:
+    """What the panel knows of the Docker engine (from the event stream and list calls)."""
+
+    status: EngineStatus = "unknown"
+    endpoint: str = ""
+    reason: str = ""
+    attempt: int = 0
+    retry_in: float | None = None
+    version: str = ""
+
+    @property
+    def up(self) -> bool:
+        return self.status == "up"
+
+
+def link_text(link: Any | None) -> Text:
+    """``● connected sse 12 ms`` from a LinkState (None: not started)."""
+    if link is None:
+        return Text.assemble(("● ", "dim"), ("starting", "dim"))
+    status = str(getattr(link.status, "value", link.status))
+    colour = {"connected": "green", "connecting": "yellow", "down": "red"}.get(status, "dim")
+    parts: list[tuple[str, str] | str] = [(f"● {status}", f"bold {colour}")]
+    if link.transport:
+        parts.append(f" {link.transport}")
+    if status == "connected" and link.latency_ms is not None:
+        parts.append(f" {link.latency_ms:.0f} ms")
+    if status == "down" and link.reason:
+        parts.append((f" {short(link.reason, 48)}", colour))
+    if status == "connecting" and link.attempt:
+        parts.append((f" attempt {link.attempt}", "dim"))
+    return Text.assemble(*parts)
+
+
+def engine_text(engine: EngineState) -> Text:
+    if engine.status == "up":
+        return Text.assemble(("● up", "bold green"), (f" {engine.version}" if engine.version else "", ""))
+    if engine.status == "down":
+        retry = f", retry in {engine.retry_in:.0f} s" if engine.retry_in else ""
+        return Text.assemble(("● unreachable", "bold red"), (f"{retry}", "red"))
+    return Text("● checking", style="dim")
+
+
+class StatusBar(Widget):
+    """One line at the top: ``qms-panel │ MCP … │ Docker … │ root``."""
+
+    DEFAULT_CSS = """
+    StatusBar {
+        height: 1;
+        dock: top;
+        background: $panel;
+        color: $foreground;
+        padding: 0 1;
+    }
+    """
+
+    link: reactive[Any | None] = reactive(None)
+    engine: reactive[EngineState] = reactive(EngineState)
+    project_root: reactive[str] = reactive("")
+    now: reactive[datetime | None] = reactive(None)
+
+    def render(self) -> Text:
+        sep = (" │ ", "dim")
+        clock = clock_time(self.now, self.now.tzinfo if self.now else None)
+        line = Text.assemble(
+            ("qms-panel", "bold"), sep,
+            ("MCP ", "bold"), link_text(self.link), sep,
+            ("Docker ", "bold"), engine_text(self.engine), sep,
+            (self.project_root, ""),
+        )
+        width = self.content_region.width
+        if clock and width > line.cell_len + len(clock) + 1:
+            line.append(" " * (width - line.cell_len - len(clock)))
+            line.append(clock, style="dim")
+        return line

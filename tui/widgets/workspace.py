@@ -1,0 +1,137 @@
+"""The workspace pane: every checked-out document, who holds it since when, and whether it looks stuck."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rich.text import Text
+from textual.message import Message
+from textual.reactive import var
+from textual.widgets import DataTable
+
+from tui.widgets.formats import short, since
+from tui.widgets.pane import Pane
+
+STATE_STYLE = {
+    "ok": "green",
+    "stale": "bold yellow",
+    "orphaned": "bold magenta",
+    "missing-copy": "bold red",
+    "unmanaged": "italic cyan",
+}
+STATE_ORDER = {"missing-copy": 0, "orphaned": 1, "stale": 2, "ok": 3, "unmanaged": 4}
+STATE_HINT = {
+    "missing-copy": "missing copy: press R to repair",
+    "orphaned": "orphaned: no running container; c checks it in",
+    "stale": "stale: copy untouched for a while",
+}
+
+
+def state_of(row: Any) -> str:
+    return str(getattr(row.state, "value", row.state))
+
+
+def row_key(row: Any) -> str:
+    return f"{row.holder or '?'}/{row.doc_id}/{state_of(row) == 'unmanaged'}"
+
+
+class WorkspacePane(Pane):
+    """Rows are :class:`core.qms_state.CheckoutRow` (unmanaged workspace copies included)."""
+
+    COLUMNS = (("DOCUMENT", 16), ("TITLE", 28), ("STATUS", 18), ("HELD BY", 10), ("HELD SINCE", 12),
+               ("LAST EDIT", 12), ("STATE", 14))
+
+    NOTICE_LINES = 2
+
+    rows: var[list] = var(list)
+    warnings: var[int] = var(0)  # files the scan could not read
+    link_down: var[str] = var("")  # the link's reason while it is down
+    scanned: var[bool] = var(False)
+    now: var[datetime | None] = var(None)
+
+    @dataclass
+    class Selected(Message):
+        """The cursor moved to another document (None: the table is empty)."""
+
+        row: Any | None
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("Workspace", **kwargs)
+        self._scheduled = False
+        self._announced: str | None = None
+
+    def on_mount(self) -> None:
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled and self.is_mounted:
+            self._scheduled = True
+            self.call_later(self._update)
+
+    watch_rows = watch_warnings = watch_link_down = watch_scanned = watch_now = _schedule
+
+    @property
+    def selected(self) -> Any | None:
+        key = self.table.selected_key
+        return next((r for r in self.rows if row_key(r) == key), None)
+
+    def _update(self) -> None:
+        self._scheduled = False
+        ordered = sorted(self.rows, key=lambda r: (STATE_ORDER.get(state_of(r), 9), r.holder or "", r.doc_id))
+        self.table.replace_rows((row_key(r), self._cells(r)) for r in ordered)
+        stuck = sum(state_of(r) in ("missing-copy", "orphaned", "stale") for r in self.rows)
+        held = sum(state_of(r) != "unmanaged" for r in self.rows)
+        self.border_title = f"Workspace · {held} checked out" + (f" · {stuck} stuck" if stuck else "")
+        self._update_notice()
+        key = self.table.selected_key
+        if key != self._announced:
+            self._announced = key
+            self.post_message(self.Selected(self.selected))
+
+    def _cells(self, row: Any) -> tuple:
+        state = state_of(row)
+        now = self.now
+        status = " ".join(p for p in (row.status or "", f"v{row.version}" if row.version else "") if p)
+        style = STATE_STYLE.get(state, "")
+        return (
+            Text(row.doc_id, style="bold" if state != "unmanaged" else "italic"),
+            short(row.title or "", 28),
+            status or "—",
+            row.holder or "—",
+            since(row.held_since, now) if now else "—",
+            since(row.last_edit, now) if now and row.last_edit else Text("no copy", style="red"),
+            Text(state, style=style),
+        )
+
+    def _update_notice(self) -> None:
+        parts: list[tuple[str, str]] = []
+        if self.link_down:
+            parts.append((f"MCP link down ({short(self.link_down, 60)}): checkin, checkout and repair wait "
+                          "for it to reconnect.", "bold red"))
+        if not self.scanned:
+            parts.append(("Reading the project…", "dim"))
+        elif not self.rows:
+            parts.append(("No documents checked out.", "dim"))
+        selected = self.selected
+        hint = STATE_HINT.get(state_of(selected)) if selected is not None else None
+        if hint:
+            parts.append((f"{selected.doc_id}: {hint}", STATE_STYLE[state_of(selected)]))
+        if self.warnings:
+            parts.append((f"{self.warnings} file(s) could not be read (see `qms-panel status`).", "yellow"))
+        if not parts:
+            self.set_notice(None)
+            return
+        text = Text()
+        for i, (line, style) in enumerate(parts[: self.NOTICE_LINES]):
+            text.append(("\n" if i else "") + line, style=style)
+        self.set_notice(text)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        key = self.table.selected_key
+        if key != self._announced:
+            self._announced = key
+            self.post_message(self.Selected(self.selected))
+            self._update_notice()

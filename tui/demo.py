@@ -1,14 +1,13 @@
 """`qms-panel --demo`: the sample project in a temporary folder and a dev server of its own.
 
-:func:`demo_environment` makes both and removes both on exit; the app will open on it. Until the
-app lands, :func:`run_demo` prints what it started and waits for Ctrl-C.
+:func:`demo_environment` makes both and removes both on exit; :func:`run_demo` opens the panel
+on them.
 """
 
 from __future__ import annotations
 
-import signal
+import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,24 +39,22 @@ def demo_environment(transport: Transport = "sse") -> Iterator[DemoEnv]:
             server.stop()
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def run_demo(args) -> int:
-    # Ctrl-C and SIGTERM both end the wait and clean up (even if SIGINT came in ignored).
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with demo_environment() as env:
-            print(f"qms-panel demo: sample project {env.project_root}")
-            print(f"qms-panel demo: MCP server {env.mcp_url} ({env.transport}; log {env.log_path})")
-            print("qms-panel demo: the panel is not built yet; press Ctrl-C to stop and clean up", flush=True)
-            try:
-                threading.Event().wait()
-            except KeyboardInterrupt:
-                pass
-        print("qms-panel demo: stopped, temporary files removed")
-        return 0
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    """Open the panel on a fresh sample project and its own dev server; remove both on exit.
+
+    Settings flags still apply (``--agents``, ``--image``...), except the project root and the
+    MCP URL, which are the demo's own.
+    """
+    from core.settings import load_settings
+    from tui.cli import SETTING_FLAGS
+    from tui.launch import run_app
+
+    overrides = {f: getattr(args, f) for f in SETTING_FLAGS if hasattr(args, f)}
+    config = getattr(args, "config", None)
+    with demo_environment() as env:
+        overrides |= {"project_root": env.project_root, "mcp_url": env.mcp_url,
+                      "mcp_transport": env.transport, "agents": overrides.get("agents") or "claude,lead,qa"}
+        settings = load_settings(overrides, Path(config) if config else None)
+        code = run_app(settings)
+    print(f"qms-panel demo: stopped; removed {env.project_root.parent}", file=sys.stderr)
+    return code

@@ -297,7 +297,7 @@ def test_exec_timeout_and_exec_error_are_probe_failures(project_root):
 def test_probe_file_left_behind_is_high(project_root):
     settings = Settings(project_root=project_root)
     lay = layout.for_settings(settings, AGENT)
-    lines = ["U\t1000", "H\tset\t/", f"P\t/\tread\twrite\tclean\t", "F\t/.mcp.json\tread\tnowrite",
+    lines = ["U\t1000", "H\tset\t/", "P\t/\tread\twrite\tclean\t", "F\t/.mcp.json\tread\tnowrite",
              "P\t/projects\tread\twrite\tclean\t", "P\t/pipe-dream\tread\twrite\tleft\t",
              f"A\t{_inbox(lay)}", f"P\t{_workspace(lay)}\tread\twrite\tclean\t",
              "M-BEGIN", json.dumps(layout.mcp_config(settings.container_mcp_url)), "M-OK", "M-END"]

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import json
 import shutil
 import signal
 import statistics
@@ -33,21 +31,12 @@ import docker  # noqa: E402
 from core.containers import ContainerManager  # noqa: E402
 from core.engine_events import ContainerEvent, EngineBack, EngineEvents  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from support.docker_env import TEST_IMAGE_REPO, TEST_LABEL, build_busybox_rootfs_tar, import_image  # noqa: E402
+from support.docker_env import TEST_LABEL, ensure_test_image  # noqa: E402
 
 
-def test_image(client: docker.DockerClient) -> str:
+def test_image(client) -> str:
     """The tests' busybox image (same recipe and tag as the ``test_image`` fixture)."""
-    mcp = json.dumps({"mcpServers": {"qms": {"type": "sse", "url": "http://host.docker.internal:8000/sse"}}},
-                     indent=2).encode()
-    tar = build_busybox_rootfs_tar({".mcp.json": mcp})
-    changes = ["ENV HOME=/", "ENV PATH=/bin:/usr/bin", 'CMD ["sh"]']
-    tag = f"{TEST_IMAGE_REPO}:{hashlib.sha256(tar + repr(changes).encode()).hexdigest()[:12]}"
-    try:
-        client.images.get(tag)
-    except docker.errors.ImageNotFound:
-        import_image(client, tag, tar, changes=changes)
-    return tag
+    return ensure_test_image(client)
 
 
 def timed(fn) -> float:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import statistics
 import sys
 import tempfile
@@ -36,26 +35,15 @@ from core.devserver.sample import init_project  # noqa: E402
 from core.services import build_services  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from support.devserver import DevServer  # noqa: E402
-from support.docker_env import TEST_IMAGE_REPO, TEST_LABEL, build_busybox_rootfs_tar, import_image  # noqa: E402
+from support.docker_env import TEST_LABEL, ensure_test_image  # noqa: E402
 from tui.app import make_app  # noqa: E402
 
 SIZE = (160, 46)
 
 
 def test_image(client) -> str:
-    """The tests' busybox image (same recipe and tag as tests/support/docker_env.py)."""
-    import json
-
-    mcp = json.dumps({"mcpServers": {"qms": {"type": "sse", "url": "http://host.docker.internal:8000/sse"}}},
-                     indent=2).encode()
-    tar = build_busybox_rootfs_tar({".mcp.json": mcp})
-    changes = ["ENV HOME=/", "ENV PATH=/bin:/usr/bin", 'CMD ["sh"]']
-    tag = f"{TEST_IMAGE_REPO}:{hashlib.sha256(tar + repr(changes).encode()).hexdigest()[:12]}"
-    try:
-        client.images.get(tag)
-    except docker.errors.ImageNotFound:
-        import_image(client, tag, tar, changes=changes)
-    return tag
+    """The tests' busybox image (same recipe and tag as the ``test_image`` fixture)."""
+    return ensure_test_image(client)
 
 
 async def on_screen(app, predicate, timeout: float = 60.0) -> float:
@@ -95,7 +83,7 @@ async def measure(settings: Settings, labels: dict, agents: list[str], kill_name
     t0 = time.perf_counter()
     app = make_app(settings, services)
     results: dict = {}
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE):
         main = app.main
 
         def complete() -> bool:

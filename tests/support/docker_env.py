@@ -122,9 +122,8 @@ def docker_client():
     client.close()
 
 
-@pytest.fixture(scope="session")
-def test_image(docker_client) -> str:
-    """Tag of the busybox agent image (``HOME=/``, ``/.mcp.json`` baked in), imported once.
+def ensure_test_image(client) -> str:
+    """Tag of the busybox agent image (``HOME=/``, ``/.mcp.json`` baked in), imported if missing.
 
     The tag is a hash of the rootfs and its settings, so a changed recipe makes a new image.
     """
@@ -137,10 +136,16 @@ def test_image(docker_client) -> str:
     changes = ["ENV HOME=/", "ENV PATH=/bin:/usr/bin", 'CMD ["sh"]']
     tag = f"{TEST_IMAGE_REPO}:{hashlib.sha256(tar + repr(changes).encode()).hexdigest()[:12]}"
     try:
-        docker_client.images.get(tag)
+        client.images.get(tag)
     except Exception:
-        import_image(docker_client, tag, tar, changes=changes)
+        import_image(client, tag, tar, changes=changes)
     return tag
+
+
+@pytest.fixture(scope="session")
+def test_image(docker_client) -> str:
+    """The busybox agent image, imported once per engine (see :func:`ensure_test_image`)."""
+    return ensure_test_image(docker_client)
 
 
 @pytest.fixture

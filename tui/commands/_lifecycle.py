@@ -1,0 +1,24 @@
+"""What `start`, `stop` and `restart` share: one agent argument, one manager call, one row out."""
+
+from __future__ import annotations
+
+from tui.cli import EXIT_OK, print_json, settings_from_args
+
+
+def add_agent_arguments(parser) -> None:
+    parser.add_argument("agent", metavar="AGENT", help="agent id")
+    parser.add_argument("--json", action="store_true", help="print the container row as JSON")
+
+
+def run_lifecycle(args, method: str, done: str) -> int:
+    """Call ``ContainerManager.<method>(agent)`` and print the row (``done`` is the past tense)."""
+    from core.containers import ContainerManager
+    from core.settings import check_agent_id
+
+    check_agent_id(args.agent)
+    row = getattr(ContainerManager(settings_from_args(args)), method)(args.agent)
+    if args.json:
+        print_json(row)
+    else:
+        print(f"{done} {row.summary()}")
+    return EXIT_OK

@@ -215,6 +215,21 @@ async def test_l_follows_the_log_and_s_stops_after_asking_then_starts(panel):
         assert type(app.screen).__name__ == "MainScreen"
 
 
+async def test_s_launches_an_agent_that_has_no_container(panel):
+    settings, services, _ = panel
+    app = make_app(settings, services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await until(pilot, lambda: app.main.containers_pane.selected_agent == "claude", "claude's row")
+        assert app.main.container_row("claude") is None
+        await pilot.press("s")
+        await until(pilot, lambda: app.main.container_row("claude") is not None
+                    and app.main.container_row("claude").state == "running", "the launched container to run")
+        await until(pilot, lambda: any(n.startswith("Launched") for n in notifications(app)), "the notification")
+        assert app.main.container_row("claude").managed
+        assert settings.container_name("claude") == app.main.container_row("claude").name
+
+
 async def test_o_checks_out_for_the_selected_agent_and_p_a_run_the_checks(panel):
     settings, services, _ = panel
     root = settings.project_root

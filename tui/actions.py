@@ -33,7 +33,7 @@ ACTIONS: tuple[PanelAction, ...] = (
     PanelAction("container.restart", "r", "restart", "Restart",
                 "Restart the selected container (no dialog; progress in its row)"),
     PanelAction("container.start-stop", "s", "start_stop", "Start/Stop",
-                "Start the selected container, or stop it after a confirmation"),
+                "Start, stop (asks first) or, for an agent without one, launch its container"),
     PanelAction("container.logs", "l", "logs", "Logs", "Follow the selected container's logs"),
     # documents
     PanelAction("document.checkin", "c", "checkin", "Check in",

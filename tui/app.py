@@ -416,6 +416,9 @@ class QmsPanel(App[int]):
     def restart(self, agent: str) -> None:
         self._container_op(agent, "restarting", "Restarted", partial(self.services.containers.restart, agent))
 
+    def launch(self, agent: str) -> None:
+        self._container_op(agent, "launching", "Launched", partial(self.services.containers.launch, agent))
+
     def start(self, agent: str) -> None:
         self._container_op(agent, "starting", "Started", partial(self.services.containers.start, agent))
 

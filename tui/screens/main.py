@@ -139,7 +139,7 @@ class MainScreen(Screen[None]):
             self.notify("Select an agent in the containers pane first.", title=f"Nothing to {doing}")
             return None
         if row is None:
-            self.notify(f"{agent} has no container: launch one with `qms-panel launch {agent}`.",
+            self.notify(f"{agent} has no container: press s to launch one.",
                         title=f"Nothing to {doing}", severity="warning", markup=False)
             return None
         if not row.managed:
@@ -157,6 +157,10 @@ class MainScreen(Screen[None]):
             self.app.restart(found[0])
 
     def action_start_stop(self) -> None:
+        agent, row = self._selected_container()
+        if agent is not None and row is None and agent not in self.busy:
+            self.app.launch(agent)  # no container yet: make it, as `qms-panel launch` would
+            return
         found = self._need_container("start or stop")
         if not found:
             return

@@ -658,11 +658,19 @@ def _make_dirs(path: Path) -> list[Path]:
     made = []
     try:
         for d in reversed(missing):
-            d.mkdir()
+            try:
+                d.mkdir()
+            except FileExistsError:
+                if not d.is_dir():
+                    raise
+                continue  # made meanwhile by someone else (another launch): not ours to undo
             made.append(d)
     except OSError as exc:
         for d in reversed(made):
-            d.rmdir()
+            try:
+                d.rmdir()
+            except OSError:
+                pass  # no longer empty: someone else uses it now
         raise ProjectError(f"cannot create {path}: {exc.strerror or exc}") from None
     return made
 

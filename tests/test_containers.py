@@ -294,3 +294,30 @@ def test_permission_denied_and_api_errors_are_translated():
     mount = docker.errors.APIError("400", response, explanation='invalid mount config for type "bind": '
                                                                "bind source path does not exist: /x")
     assert isinstance(translate(mount, "e"), MountSourceMissing)
+
+
+def test_concurrent_launches_share_the_users_folder(settings, cleanup, project_root):
+    """Launching several agents at once must not trip over their common .claude/users folder."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    manager = ContainerManager(settings, extra_labels={TEST_LABEL: "1"})
+    agents = [f"a{i}" for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        rows = list(pool.map(lambda a: manager.launch(a, ["sleep", "3600"]), agents))
+    assert sorted(r.agent for r in rows) == agents
+    assert all((project_root / ".claude" / "users" / a / "workspace").is_dir() for a in agents)
+
+
+def test_make_dirs_tolerates_a_folder_made_between_check_and_mkdir(tmp_path, monkeypatch):
+    """The race above, made certain: .claude/users appears after the check, before the mkdir."""
+    from pathlib import Path
+
+    from core.containers import _make_dirs
+
+    users = tmp_path / ".claude" / "users"
+    users.mkdir(parents=True)
+    real_exists = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda p: False if p in (users, users.parent) else real_exists(p))
+    made = _make_dirs(users / "claude" / "workspace")
+    assert made == [users / "claude", users / "claude" / "workspace"]  # only what it made is its to undo
+    assert (users / "claude" / "workspace").is_dir()

@@ -80,18 +80,9 @@ class ContainersPane(Pane):
     def __init__(self, **kwargs) -> None:
         super().__init__("Containers", **kwargs)
         self._announced: str | None = None
-        self._scheduled = False
 
-    def on_mount(self) -> None:
-        self._schedule()
-
-    def _schedule(self) -> None:
-        if not self._scheduled and self.is_mounted:
-            self._scheduled = True
-            self.call_later(self._update)
-
-    watch_rows = watch_agents = watch_probes = watch_inbox = watch_busy = _schedule
-    watch_engine = watch_image_missing = watch_now = _schedule
+    watch_rows = watch_agents = watch_probes = watch_inbox = watch_busy = Pane._schedule
+    watch_engine = watch_image_missing = watch_now = Pane._schedule
 
     @property
     def selected_agent(self) -> str | None:
@@ -101,7 +92,6 @@ class ContainersPane(Pane):
         return next((r for r in self.rows if r.agent == agent), None)
 
     def _update(self) -> None:
-        self._scheduled = False
         by_agent = {r.agent: r for r in self.rows if r.agent}
         order = list(dict.fromkeys([*self.agents, *sorted(by_agent)]))
         rows = []

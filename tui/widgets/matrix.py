@@ -71,21 +71,11 @@ class MatrixPane(Pane):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("Access matrix", **kwargs)
-        self._scheduled = False
         self._paths: list[str] = []
 
-    def on_mount(self) -> None:
-        self._update()
-
-    def _schedule(self) -> None:
-        if not self._scheduled and self.is_mounted:
-            self._scheduled = True
-            self.call_later(self._update)
-
-    watch_agent = watch_rules = watch_audit = watch_auditing = watch_audited_at = watch_engine = watch_container_state = _schedule
+    watch_agent = watch_rules = watch_audit = watch_auditing = watch_audited_at = watch_engine = watch_container_state = Pane._schedule
 
     def _update(self) -> None:
-        self._scheduled = False
         self.border_title = f"Access matrix · {self.agent}" if self.agent else "Access matrix"
         audited = list(self.audit.rows) if self.audit is not None else []
         seen = {r.path for r in audited}

@@ -79,6 +79,26 @@ class Pane(Vertical, can_focus=False):
         self.border_title = title
         self._notice: Text | None = None
         self._notice_lines = 0
+        self._scheduled = False
+
+    def on_mount(self) -> None:
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Redraw once after the current burst of reactive changes: many watchers, one update.
+
+        Subclasses point their watchers here (``watch_rows = Pane._schedule``) and draw in
+        ``_update``."""
+        if not self._scheduled and self.is_mounted:
+            self._scheduled = True
+            self.call_later(self._redraw)
+
+    def _redraw(self) -> None:
+        self._scheduled = False
+        self._update()
+
+    def _update(self) -> None:  # pragma: no cover - every pane draws itself
+        raise NotImplementedError
 
     def compose(self) -> ComposeResult:
         notice = Static(classes="pane--notice")

@@ -59,18 +59,9 @@ class WorkspacePane(Pane):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("Workspace", **kwargs)
-        self._scheduled = False
         self._announced: str | None = None
 
-    def on_mount(self) -> None:
-        self._schedule()
-
-    def _schedule(self) -> None:
-        if not self._scheduled and self.is_mounted:
-            self._scheduled = True
-            self.call_later(self._update)
-
-    watch_rows = watch_warnings = watch_link_down = watch_scanned = watch_now = _schedule
+    watch_rows = watch_warnings = watch_link_down = watch_scanned = watch_now = Pane._schedule
 
     @property
     def selected(self) -> Any | None:
@@ -78,7 +69,6 @@ class WorkspacePane(Pane):
         return next((r for r in self.rows if row_key(r) == key), None)
 
     def _update(self) -> None:
-        self._scheduled = False
         ordered = sorted(self.rows, key=lambda r: (STATE_ORDER.get(state_of(r), 9), r.holder or "", r.doc_id))
         self.table.replace_rows((row_key(r), self._cells(r)) for r in ordered)
         stuck = sum(state_of(r) in ("missing-copy", "orphaned", "stale") for r in self.rows)

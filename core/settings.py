@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     container_prefix: str = Field(default="qms-agent-", description="container name prefix")
     deploy_key: Path | None = Field(default=None, description="deploy key mounted read-only at /.ssh/id_ed25519")
     stuck_after: timedelta = Field(default=timedelta(hours=4), description="a checkout idle this long is stale")
+    keymap: dict[str, str] = Field(default_factory=dict,
+                                   description="binding id -> key(s), e.g. {\"container.restart\" = \"ctrl+r\"}")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
@@ -159,6 +161,14 @@ class Settings(BaseSettings):
         if not key.is_file():
             raise ValueError(f"{key} is not a file")
         return key.resolve()
+
+    @field_validator("keymap")
+    @classmethod
+    def _keymap(cls, value: dict[str, str]) -> dict[str, str]:
+        for binding, keys in value.items():
+            if not keys.strip():
+                raise ValueError(f"{binding!r} has no key")
+        return value
 
     @field_validator("stuck_after", mode="before")
     @classmethod

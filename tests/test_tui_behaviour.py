@@ -16,7 +16,7 @@ import anyio
 import pytest
 from textual.app import App
 
-from core.errors import ContainerNotFound, ProjectError
+from core.errors import ContainerNotFound, ProjectError, SettingsError
 from support import tui_scenes as scenes
 from tui.actions import ACTIONS, bindings, palette
 from tui.app import Job, apply_event
@@ -232,3 +232,25 @@ async def test_a_job_asked_for_while_it_runs_runs_exactly_once_more():
         await until(pilot, lambda: len(runs) == 2 and not app.job.running, "one more run")
         await pilot.pause(0.1)
         assert len(runs) == 2
+
+
+async def test_keymap_setting_remaps_a_binding_everywhere():
+    """`keymap` (binding id -> key) moves a binding: the new key acts, the help shows it."""
+    from tui.actions import check_keymap
+    from tui.screens.help import help_table
+
+    bundle = scenes.services()
+    restarted = []
+    bundle.containers.restart = lambda agent: restarted.append(agent)
+    bundle.settings = bundle.settings.model_copy(update={"keymap": {"container.restart": "ctrl+r"}})
+    app = scenes.app(bundle)
+    async with app.run_test(size=scenes.SIZE) as pilot:
+        await scenes.settle(pilot)
+        await pilot.press("r")
+        await pilot.pause(0.2)
+        assert restarted == []  # the old key no longer restarts
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: restarted == ["claude"], "the remapped key to restart")
+    assert "ctrl+r" in [str(c) for c in help_table({"container.restart": "ctrl+r"}).columns[0].cells]
+    with pytest.raises(SettingsError, match="unknown binding id 'container.reboot'"):
+        check_keymap({"container.reboot": "x"})

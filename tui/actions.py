@@ -105,5 +105,18 @@ def palette(scope: Scope = "main") -> list[PanelAction]:
     return [a for a in actions(scope) if a.palette]
 
 
-def key_label(action: PanelAction) -> str:
+def key_label(action: PanelAction, keymap: dict[str, str] | None = None) -> str:
+    if keymap and action.id in keymap:
+        return keymap[action.id]
     return action.key_display or {"space": "space", "enter": "enter", "escape": "esc"}.get(action.key, action.key)
+
+
+def check_keymap(keymap: dict[str, str]) -> dict[str, str]:
+    """The operator's ``keymap`` setting, refused (one line, exit 2) when it names no binding."""
+    from core.errors import SettingsError
+
+    known = {a.id for a in ACTIONS}
+    for binding in keymap:
+        if binding not in known:
+            raise SettingsError(f"keymap: unknown binding id {binding!r} (known: {', '.join(sorted(known))})")
+    return keymap

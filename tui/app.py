@@ -37,7 +37,7 @@ from core.errors import EngineUnreachable, QmsPanelError
 from core.qms_watch import ActivityEvent, StateChanged
 from core.services import Services
 from core.settings import Settings
-from tui.actions import palette
+from tui.actions import check_keymap, palette
 from tui.messages import AuditFinished, ContainerBusy, ContainersListed, EngineChanged, ImageChecked, SnapshotScanned
 from tui.screens.logs import LogsScreen
 from tui.screens.main import MainScreen
@@ -100,6 +100,7 @@ class QmsPanel(App[int]):
     def __init__(self, settings: Settings, services: Services, *, clock: Callable[[], datetime] | None = None,
                  still: bool = False) -> None:
         super().__init__()
+        self.set_keymap(check_keymap(settings.keymap))
         self.settings = settings
         self.services = services
         self.clock = clock or services.now

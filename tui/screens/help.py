@@ -22,14 +22,14 @@ STATES = (
 )
 
 
-def help_table() -> Table:
+def help_table(keymap: dict[str, str] | None = None) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(justify="right", style="bold")
     table.add_column()
     for heading, scope in SECTIONS:
         table.add_row("", Text(heading, style="bold underline"))
         for action in (a for a in ACTIONS if a.scope == scope):
-            table.add_row(key_label(action), action.help)
+            table.add_row(key_label(action, keymap), action.help)
         table.add_row("", "")
     table.add_row("", Text("Document states", style="bold underline"))
     for name, style, meaning in STATES:
@@ -52,4 +52,4 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll() as box:
             box.border_title = "qms-panel keys"
             box.border_subtitle = "esc closes"
-            yield Static(help_table())
+            yield Static(help_table(self.app.settings.keymap))

@@ -47,6 +47,17 @@ def check_agent_id(agent: str) -> str:
     return agent
 
 
+def project_root_problem(root: Path) -> str | None:
+    """Why ``root`` cannot be a project root (a folder holding ``QMS/``), or None when it can."""
+    if not root.exists():
+        return f"{root} does not exist"
+    if not root.is_dir():
+        return f"{root} is not a directory"
+    if not (root / "QMS").is_dir():
+        return f"{root.resolve()} has no QMS/ folder (is it the pipe-dream root?)"
+    return None
+
+
 def parse_duration(value: Any) -> Any:
     """Accept seconds (int/float), '4h', '90m', '1h30m', '2d', or anything pydantic takes."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -108,12 +119,9 @@ class Settings(BaseSettings):
     @classmethod
     def _project_root(cls, value: Path) -> Path:
         root = value.expanduser()
-        if not root.exists():
-            raise ValueError(f"{root} does not exist")
-        if not root.is_dir():
-            raise ValueError(f"{root} is not a directory")
-        if not (root / "QMS").is_dir():
-            raise ValueError(f"{root.resolve()} has no QMS/ folder (is it the pipe-dream root?)")
+        problem = project_root_problem(root)
+        if problem:
+            raise ValueError(problem)
         return root.resolve()
 
     @field_validator("agents", mode="before")

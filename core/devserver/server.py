@@ -31,6 +31,7 @@ from typing import IO, TYPE_CHECKING, Literal
 
 from core.devserver.store import CliResult, QmsStore
 from core.errors import DevServerError, PortInUse, ProjectError
+from core.settings import project_root_problem
 
 if TYPE_CHECKING:
     from mcp.server.fastmcp import FastMCP
@@ -131,12 +132,9 @@ def _identity_headers(ctx) -> tuple[str | None, str]:
 def check_project_root(project_root: Path) -> Path:
     """The resolved root, or ProjectError when it is not a folder holding ``QMS/``."""
     root = Path(project_root).expanduser()
-    if not root.exists():
-        raise ProjectError(f"project root {root} does not exist")
-    if not root.is_dir():
-        raise ProjectError(f"project root {root} is not a directory")
-    if not (root / "QMS").is_dir():
-        raise ProjectError(f"project root {root.resolve()} has no QMS/ folder")
+    problem = project_root_problem(root)
+    if problem:
+        raise ProjectError(f"project root {problem}")
     return root.resolve()
 
 

@@ -1,5 +1,6 @@
 """The action log on real files: records, pairing, torn and foreign lines, concurrent writers, following,
-the state_dir setting, and the commands' helper when a record cannot be written."""
+the state_dir setting, the commands' helper when a record cannot be written, and the panel's side (the
+confirmation dialog's reason, the stream's ops lines)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from pathlib import Path
 
 import anyio
 import pytest
+from textual.app import App
 
 from core.action_log import LOG_NAME, ActionLog, ActionRecord, Operator, SkippedLine
 from core.errors import ActionLogError, CallTimeout, ContainerNotFound, SettingsError
 from core.settings import load_settings
 from tui.commands._record import recorded
+from tui.screens.confirm import Confirmation, ConfirmScreen
+from tui.widgets.stream import LineMaker, StreamPane
 
 ROOT = Path(__file__).parent.parent
 OPERATOR = Operator(user="alice", host="ops-1")
@@ -235,3 +239,68 @@ def test_state_dir_refused_inside_the_qms_or_where_it_cannot_be_a_folder(project
         load_settings({"project_root": project_root, "state_dir": str(project_root / where) if where else ""})
     assert str(caught.value).startswith("Bad configuration: state_dir: ") and why in str(caught.value)
     assert "--state-dir / QMS_PANEL_STATE_DIR" in str(caught.value)
+
+
+# --- the panel's side: the dialog's reason, the stream's "ops" lines -------------------------
+
+
+class DialogApp(App):
+    def __init__(self, **dialog) -> None:
+        super().__init__()
+        self.dialog = dialog
+        self.answers: list[Confirmation] = []
+
+    def on_mount(self) -> None:
+        self.push_screen(ConfirmScreen("Check in CR-001 for claude", "What will happen.", confirm="Check in",
+                                       blink=False, **self.dialog), self.answers.append)
+
+
+@pytest.mark.parametrize("keys, answer", [
+    (["s", "t", "u", "c", "k", "enter"], Confirmation(True, "stuck")),
+    (["y", "e", "s", "tab", "tab", "enter"], Confirmation(True, "yes")),  # "y" in the field is text
+    (["enter"], Confirmation(True, None)),
+    (["n", "o", "escape"], Confirmation(False, None)),
+])
+async def test_the_confirmation_dialog_carries_the_reason(keys, answer):
+    app = DialogApp(reason=True)
+    async with app.run_test() as pilot:
+        await pilot.press(*keys)
+        await pilot.pause()
+        assert app.answers == [answer]
+        assert bool(app.answers[0]) is answer.confirmed  # callers that test the answer's truth still work
+
+
+async def test_the_confirmation_dialog_without_a_reason_field_answers_as_before():
+    app = DialogApp()
+    async with app.run_test() as pilot:
+        await pilot.press("y")
+        await pilot.pause()
+        assert app.answers == [Confirmation(True, None)] and not app.screen.query("#confirm-reason")
+
+
+class StreamApp(App):
+    def compose(self):
+        yield StreamPane(maxlen=100)
+
+
+async def test_followed_records_become_safe_ops_lines_in_the_stream(log):
+    follower = log.follow(check_every_ms=200)
+    ticket = log.begin("checkin", agent="claude", doc_id="CR-001", reason="stuck")
+    ticket.finish("refused", "Error: \x1b]0;owned\x07 checked out by lead")
+    with open(log.path, "ab") as fh:
+        fh.write(b"foreign\n")
+    maker = LineMaker()
+    lines = [maker.action(item, datetime.now(UTC)) for item in await next_items(follower, 3)]
+    await follower.aclose()
+    assert [(ln.source, ln.agent, ln.level) for ln in lines] == [
+        ("ops", "claude", "info"), ("ops", "claude", "warning"), ("ops", "panel", "warning")]
+    assert lines[0].summary == "alice@ops-1: checkin CR-001 for claude (reason: stuck)"
+    assert lines[1].summary == "checkin CR-001 for claude: refused: Error: \\x1b]0;owned\\x07 checked out by lead"
+    assert lines[1].payload["id"] == ticket.id and "not a record" in lines[2].summary
+
+    app = StreamApp()
+    async with app.run_test() as pilot:
+        pane = app.query_one(StreamPane)
+        pane.extend(lines)
+        await pilot.pause()
+        assert pane.view.shown == 3  # the new source is shown beside the others

@@ -24,6 +24,7 @@ Reading tolerates what it cannot parse: a torn last line or a foreign line is sk
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import os
@@ -31,11 +32,12 @@ import pwd
 import socket
 import stat
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol, TypeVar
 
 import anyio
 from pydantic import BaseModel, ConfigDict, ValidationError, field_serializer
@@ -48,6 +50,7 @@ DETAIL_MAX = 2000  # characters of a result's detail kept (a server reply can be
 ACTIONS = ("checkout", "checkin", "repair", "launch", "restart", "stop", "start", "remove")
 
 Phase = Literal["intent", "result"]
+T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -180,8 +183,8 @@ def result_of_error(err: BaseException) -> tuple[str, str]:
     """The result and detail to record when an action raised ``err``.
 
     A call that timed out may still have been carried out by the server, and so may an action cut
-    short by an interrupt or an error of ours: those are ``unknown``. Every other error of the
-    family ended the action: ``error`` with its one line.
+    short (interrupted, cancelled) or ended by an error that is not of the family: those are
+    ``unknown``. Every other error of the family ended the action: ``error`` with its one line.
     """
     if isinstance(err, CallTimeout):
         return "unknown", err.one_line()
@@ -189,6 +192,8 @@ def result_of_error(err: BaseException) -> tuple[str, str]:
         return "error", err.one_line()
     if isinstance(err, KeyboardInterrupt):
         return "unknown", "interrupted by the operator"
+    if isinstance(err, asyncio.CancelledError):  # the panel runs on asyncio; recorded from a thread
+        return "unknown", "cancelled before it finished (the panel closed or gave up on it)"
     return "unknown", f"{type(err).__name__}: {err}"
 
 
@@ -205,6 +210,11 @@ def result_of_outcome(outcome: Classified) -> tuple[str, str]:
     reply when it is ok, else the reason line."""
     detail = outcome.text if outcome.status == "ok" else (outcome.reason or outcome.text)
     return outcome.status, detail
+
+
+def ok_result(_value: object) -> tuple[str, str]:
+    """The result of an action that returned: ``ok``, nothing more to say."""
+    return "ok", ""
 
 
 def one_line(text: str) -> str:
@@ -315,6 +325,40 @@ class ActionLog:
         except OSError as exc:
             raise ActionLogError(f"cannot write {self.path} ({_why(exc)}); {record.subject()} was not run") from None
         return ActionTicket(self, record)
+
+    def run(self, action: str, work: Callable[[], T], *, result: Callable[[T], tuple[str, str]] = ok_result,
+            agent: str | None = None, doc_id: str | None = None, container: str | None = None,
+            reason: str | None = None) -> T:
+        """Run ``work`` on record: the intent, then ``result(value)`` (default ``ok``) or the error it
+        raised (raised on once recorded). Blocking (fsync): the panel calls it in a thread worker.
+
+        Raises :class:`ActionLogError` without running ``work`` if the intent cannot be written,
+        and after it ran if its result cannot (the error's line says what happened).
+        """
+        ticket = self.begin(action, agent=agent, doc_id=doc_id, container=container, reason=reason)
+        try:
+            value = work()
+        except BaseException as err:
+            ticket.fail(err)
+            raise
+        ticket.finish(*result(value))
+        return value
+
+    async def run_async(self, action: str, work: Callable[[], Awaitable[T]], *,
+                        result: Callable[[T], tuple[str, str]] = ok_result, agent: str | None = None,
+                        doc_id: str | None = None, container: str | None = None, reason: str | None = None) -> T:
+        """:meth:`run` for an async action (the MCP operations); the records are written in a thread,
+        and a cancelled action is still recorded (as ``unknown``)."""
+        ticket = await anyio.to_thread.run_sync(partial(self.begin, action, agent=agent, doc_id=doc_id,
+                                                        container=container, reason=reason))
+        try:
+            value = await work()
+        except BaseException as err:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(ticket.fail, err)
+            raise
+        await anyio.to_thread.run_sync(ticket.finish, *result(value))
+        return value
 
     def append(self, record: ActionRecord) -> None:
         """Append ``record`` as one line (raises OSError)."""

@@ -10,14 +10,16 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import anyio
 import pytest
 from textual.app import App
 
-from core.action_log import LOG_NAME, ActionLog, ActionRecord, Operator, SkippedLine
+from core.action_log import LOG_NAME, ActionLog, ActionRecord, Operator, SkippedLine, result_of_outcome
 from core.errors import ActionLogError, CallTimeout, ContainerNotFound, SettingsError
+from core.services import build_services
 from core.settings import load_settings
 from tui.commands._record import recorded
 from tui.screens.confirm import Confirmation, ConfirmScreen
@@ -304,3 +306,35 @@ async def test_followed_records_become_safe_ops_lines_in_the_stream(log):
         pane.extend(lines)
         await pilot.pause()
         assert pane.view.shown == 3  # the new source is shown beside the others
+
+
+async def test_run_async_records_the_outcome_and_a_cancelled_action(log, project_root):
+    class Outcome:
+        status, reason, text = "ok", None, "Checked out: CR-002 (v0.1)\n  more"
+
+    async def checkout():
+        await anyio.sleep(0)
+        return Outcome()
+
+    assert isinstance(await log.run_async("checkout", checkout, result=result_of_outcome, agent="claude",
+                                          doc_id="CR-002"), Outcome)
+    started = anyio.Event()
+
+    async def hangs():
+        started.set()
+        await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(partial(log.run_async, "checkin", hangs, agent="claude", doc_id="CR-002"))
+        await started.wait()
+        tg.cancel_scope.cancel()
+    assert [(e.action, e.result, e.detail) for e in log.read().entries()] == [
+        ("checkout", "ok", "Checked out: CR-002 (v0.1) more"),
+        ("checkin", "unknown", "cancelled before it finished (the panel closed or gave up on it)")]
+
+
+def test_the_services_bundle_carries_the_projects_log(project_root, tmp_path):
+    settings = settings_for(project_root, tmp_path / "state")
+    services = build_services(settings)
+    assert services.actions.path == tmp_path / "state" / LOG_NAME
+    assert services.actions.project_root == str(project_root.resolve()) and not services.actions.path.exists()

@@ -4,14 +4,14 @@ and the real engine, then ``qms-panel history``; an action whose intent cannot b
 from __future__ import annotations
 
 import json
-import pwd
 import os
+import pwd
 import socket
 from pathlib import Path
 
 import pytest
 
-from core.action_log import LOG_NAME
+from core.action_log import LOG_NAME, ActionLog
 from core.layout import workspace_dir
 from core.qms_ops import find_meta
 from test_cli_containers import AGENT_COMMAND, cli  # noqa: F401 - a fixture
@@ -92,6 +92,11 @@ def test_history_of_nothing_and_of_a_log_with_garbage(sample_project, tmp_path):
     done = qms_panel("history", "--json", "--project-root", str(sample_project), "--state-dir", str(state))
     assert done.returncode == 0 and json.loads(done.stdout) == []
     assert done.stderr.count("\n") == 1 and "1 line(s) of " in done.stderr and "\x1b" not in done.stderr
+    ActionLog(state, project_root=sample_project).begin("checkin", agent="claude", doc_id="CR-001").finish(
+        "refused", "Error: \x1b[2J\x1b]0;owned\x07 no")  # a hostile server reply, kept as data
+    done = qms_panel("history", "--project-root", str(sample_project), "--state-dir", str(state))
+    assert done.returncode == 0 and "\x1b" not in done.stdout
+    assert "refused (Error: \\x1b[2J\\x1b]0;owned\\x07 no)" in done.stdout
     for bad, code in (("--since", "soon"), ("--agent", "Bad!")):
         done = qms_panel("history", "--project-root", str(sample_project), "--state-dir", str(state), bad, code)
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

@@ -131,3 +131,12 @@ class DevServerError(QmsPanelError):
 
 class PortInUse(DevServerError):
     title = "Port in use"
+
+
+# --- qms-panel's own records ------------------------------------------------------------
+
+
+class ActionLogError(QmsPanelError):
+    """The action log could not be written (or read): an action must not run off the record."""
+
+    title = "Action log unwritable"

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core import layout, qms_state
+from core import action_log, layout, qms_state
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -46,6 +46,11 @@ class Services:
     ops: QmsOps
     watcher: QmsWatcher
     now: Callable[[], datetime] = field(default=utc_now)
+    actions: action_log.ActionLog = field(default=None)  # type: ignore[assignment] - made from the settings
+
+    def __post_init__(self) -> None:
+        if self.actions is None:  # no I/O: the log's folder is made by its first record
+            self.actions = action_log.for_settings(self.settings, now=self.now)
 
     @property
     def project_root(self) -> Path:

@@ -12,6 +12,7 @@ reason; the CLI turns it into exit code 2.
 from __future__ import annotations
 
 import contextvars
+import os
 import re
 import tomllib
 from datetime import timedelta
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -55,6 +56,35 @@ def project_root_problem(root: Path) -> str | None:
         return f"{root} is not a directory"
     if not (root / "QMS").is_dir():
         return f"{root.resolve()} has no QMS/ folder (is it the pipe-dream root?)"
+    return None
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/qms-panel``, or ``~/.local/state/qms-panel`` (the XDG default)."""
+    base = os.environ.get("XDG_STATE_HOME", "")
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".local" / "state") / "qms-panel"
+
+
+def state_dir_problem(state_dir: Path, project_root: Path | None) -> str | None:
+    """Why ``state_dir`` cannot hold qms-panel's own records, or None when it can.
+
+    Never inside ``<project_root>/QMS`` (the QMS holds the documents' files, not ours) nor inside
+    ``<project_root>/.claude/users`` (agents write there), links resolved; and it must be a
+    folder or creatable as one.
+    """
+    where = state_dir.expanduser().resolve()
+    if project_root is not None:
+        root = Path(project_root).resolve()
+        for forbidden, why in ((root / "QMS", "the QMS"), (root / ".claude" / "users", "the agents' folders")):
+            if where.is_relative_to(forbidden.resolve()):
+                return f"{where} is inside {forbidden} ({why}); qms-panel's records live outside it"
+    existing = where
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{where} cannot be a folder: {existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK) and existing != where:
+        return f"{where} cannot be created: {existing} is not writable"
     return None
 
 
@@ -110,6 +140,8 @@ class Settings(BaseSettings):
     stuck_after: timedelta = Field(default=timedelta(hours=4), description="a checkout idle this long is stale")
     keymap: dict[str, str] = Field(default_factory=dict,
                                    description="binding id -> key(s), e.g. {\"container.restart\" = \"ctrl+r\"}")
+    state_dir: Path = Field(default_factory=default_state_dir,
+                            description="qms-panel's own records (the action log); never inside QMS/")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
@@ -178,6 +210,21 @@ class Settings(BaseSettings):
                 raise ValueError(f"{binding!r} has no key")
         return value
 
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _state_dir_given(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty (give a folder, or leave it unset for ~/.local/state/qms-panel)")
+        return value
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, value: Path, info: ValidationInfo) -> Path:
+        problem = state_dir_problem(value, info.data.get("project_root"))
+        if problem:
+            raise ValueError(problem)
+        return value.expanduser().resolve()
+
     @field_validator("stuck_after", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
@@ -228,7 +275,7 @@ def _read_toml(path: Path, explicit: bool) -> dict[str, Any]:
     except OSError as exc:
         raise SettingsError(f"{path}: cannot read ({exc.strerror or exc})") from None
     # Relative paths in the file are relative to the file, not to the working directory.
-    for key in ("project_root", "deploy_key"):
+    for key in ("project_root", "deploy_key", "state_dir"):
         if isinstance(data.get(key), str) and data[key] and not Path(data[key]).expanduser().is_absolute():
             data[key] = str((path.parent / data[key]).resolve())
     return data

@@ -36,6 +36,7 @@ SETTING_FLAGS: dict[str, str] = {
     "container_prefix": "container name prefix (default: qms-agent-)",
     "deploy_key": "deploy key mounted read-only at /.ssh/id_ed25519",
     "stuck_after": "a checkout idle this long is stale, e.g. 4h, 90m (default: 4h)",
+    "state_dir": "qms-panel's own records, the action log (default: ~/.local/state/qms-panel)",
 }
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from tui.cli import EXIT_OK, print_json, settings_from_args
+from tui.commands._record import add_reason_argument, recorded
 
 
 def add_agent_arguments(parser) -> None:
     parser.add_argument("agent", metavar="AGENT", help="agent id")
     parser.add_argument("--json", action="store_true", help="print the container row as JSON")
+    add_reason_argument(parser)
 
 
 def run_lifecycle(args, method: str, done: str) -> int:
@@ -16,7 +18,10 @@ def run_lifecycle(args, method: str, done: str) -> int:
     from core.settings import check_agent_id
 
     check_agent_id(args.agent)
-    row = getattr(ContainerManager(settings_from_args(args)), method)(args.agent)
+    settings = settings_from_args(args)
+    row = recorded(args, settings, method, lambda: getattr(ContainerManager(settings), method)(args.agent),
+                   agent=args.agent, container=settings.container_name(args.agent),
+                   result=lambda row: ("ok", row.summary()))
     if args.json:
         print_json(row)
     else:

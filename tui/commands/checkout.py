@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from tui.cli import EXIT_FAILED, EXIT_OK, fail, print_json, settings_from_args
+from tui.commands._record import add_reason_argument, recorded
 
 NAME = "checkout"
 HELP = "check a document out on behalf of an agent (through the MCP server)"
@@ -22,11 +23,13 @@ def add_operation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                         help="how long to wait for the MCP server (default: 10)")
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    add_reason_argument(parser)
 
 
 def run_operation(args: argparse.Namespace, operation: str) -> int:
     import anyio  # the MCP SDK loads in seconds: only for the commands that need it
 
+    from core.action_log import result_of_outcome
     from core.qms_ops import check_agent, check_doc_id, run_once
 
     doc, agent = check_doc_id(args.doc), check_agent(args.agent)
@@ -35,8 +38,9 @@ def run_operation(args: argparse.Namespace, operation: str) -> int:
     async def work(ops):
         return await getattr(ops, operation)(doc, agent)
 
-    outcome = anyio.run(lambda: run_once(settings.mcp_url, settings.transport_for(settings.mcp_url),
-                                         settings.project_root, work, timeout=args.timeout))
+    outcome = recorded(args, settings, operation, lambda: anyio.run(
+        lambda: run_once(settings.mcp_url, settings.transport_for(settings.mcp_url), settings.project_root, work,
+                         timeout=args.timeout)), agent=agent, doc_id=doc, result=result_of_outcome)
     if args.json:
         print_json(outcome)
     elif outcome.actions:

@@ -8,6 +8,7 @@ import shlex
 from core.containers import ContainerManager
 from core.settings import check_agent_id
 from tui.cli import EXIT_OK, print_json, settings_from_args
+from tui.commands._record import add_reason_argument, recorded
 
 NAME = "launch"
 HELP = "launch an agent's container (project read-only, its workspace read-write, /projects volume)"
@@ -18,6 +19,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--command", dest="agent_command", metavar="CMD", type=_split,
                         help="run CMD instead of the image's command (one shell-quoted string)")
     parser.add_argument("--json", action="store_true", help="print the container row as JSON")
+    add_reason_argument(parser)
 
 
 def _split(text: str) -> list[str]:
@@ -32,7 +34,10 @@ def _split(text: str) -> list[str]:
 
 def run(args) -> int:
     check_agent_id(args.agent)
-    row = ContainerManager(settings_from_args(args)).launch(args.agent, args.agent_command)
+    settings = settings_from_args(args)
+    row = recorded(args, settings, "launch",
+                   lambda: ContainerManager(settings).launch(args.agent, args.agent_command), agent=args.agent,
+                   container=settings.container_name(args.agent), result=lambda row: ("ok", row.summary()))
     if args.json:
         print_json(row)
     else:

@@ -6,6 +6,7 @@ from core import layout
 from core.containers import ContainerManager
 from core.settings import check_agent_id
 from tui.cli import EXIT_OK, print_json, settings_from_args
+from tui.commands._record import add_reason_argument, recorded
 
 NAME = "remove"
 HELP = "remove an agent's container (its /projects volume is kept unless --volume)"
@@ -15,13 +16,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("agent", metavar="AGENT", help="agent id")
     parser.add_argument("--volume", action="store_true", help="also remove the agent's /projects volume")
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    add_reason_argument(parser)
 
 
 def run(args) -> int:
     check_agent_id(args.agent)
     settings = settings_from_args(args)
-    ContainerManager(settings).remove(args.agent, remove_volume=args.volume)
     volume = layout.projects_volume(settings.container_prefix, args.agent)
+    recorded(args, settings, "remove",
+             lambda: ContainerManager(settings).remove(args.agent, remove_volume=args.volume), agent=args.agent,
+             container=settings.container_name(args.agent),
+             result=lambda _: ("ok", f"volume {volume} {'removed' if args.volume else 'kept'}"))
     if args.json:
         print_json({"ok": True, "agent": args.agent, "container": settings.container_name(args.agent),
                     "volume": volume, "volume_removed": args.volume})

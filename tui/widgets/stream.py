@@ -29,11 +29,14 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Input, Static
 
+from core.action_log import ActionRecord, SkippedLine
+from core.safe_text import safe_line
 from tui.actions import bindings
 from tui.widgets.formats import clock_time, short
 
-Source = Literal["mcp", "docker", "qms"]
+Source = Literal["mcp", "docker", "qms", "ops"]
 SOURCES: tuple[Source, ...] = ("mcp", "docker", "qms")
+OPS: Source = "ops"  # the operator's actions, from the action log (shown; no toggle key yet)
 DEFAULT_MAXLEN = 5000
 FLUSHES_PER_SECOND = 20
 
@@ -119,6 +122,24 @@ class LineMaker:
         text = f"{ev.event} {ev.doc_id}" + (f" v{version}" if version else "")
         return StreamLine(self._next(), ev.time, "qms", ev.user or "—", text, payload)
 
+    def action(self, ev: ActionRecord | SkippedLine, when: datetime | None = None) -> StreamLine:
+        """From :meth:`core.action_log.ActionLog.follow`: an operator's action (its intent, then its
+        result), or a line of the log that is not a record (``when``: the clock's now, for those)."""
+        if isinstance(ev, SkippedLine):
+            return StreamLine(self._next(), when or datetime.now().astimezone(), OPS, "panel",
+                              safe_line(f"action log {ev.path}: {ev.reason}"), ev.model_dump(mode="json"), "warning")
+        payload = ev.model_dump(mode="json")
+        if ev.phase == "intent":
+            why = f" (reason: {ev.reason})" if ev.reason else ""
+            text, level = f"{ev.operator.label()}: {ev.subject()}{why}", "info"
+        else:
+            said = f"{ev.result}: {ev.detail}" if ev.detail and ev.result != "ok" else ev.result
+            level = ("info" if ev.result == "ok" else "warning" if ev.result in ("refused", "identity-locked")
+                     else "error")
+            text = f"{ev.subject()}: {said}"
+        return StreamLine(self._next(), ev.ts, OPS, safe_line(ev.agent or "—"), safe_line(text), payload,
+                          level)  # type: ignore[arg-type]
+
     def note(self, when: datetime, source: Source, agent: str, text: str, level: str = "info") -> StreamLine:
         return StreamLine(self._next(), when, source, agent, text, None, level)  # type: ignore[arg-type]
 
@@ -132,7 +153,7 @@ class StreamView(ScrollView, can_focus=True):
     BINDINGS = bindings("stream")
 
     COMPONENT_CLASSES = {
-        "stream--time", "stream--mcp", "stream--docker", "stream--qms", "stream--agent",
+        "stream--time", "stream--mcp", "stream--docker", "stream--qms", "stream--ops", "stream--agent",
         "stream--cursor", "stream--quiet", "stream--warning", "stream--error",
     }
 
@@ -142,6 +163,7 @@ class StreamView(ScrollView, can_focus=True):
     StreamView > .stream--mcp { color: $accent; text-style: bold; }
     StreamView > .stream--docker { color: $primary; text-style: bold; }
     StreamView > .stream--qms { color: $success; text-style: bold; }
+    StreamView > .stream--ops { color: $secondary; text-style: bold; }
     StreamView > .stream--agent { color: $foreground; }
     StreamView > .stream--cursor { background: $block-cursor-background; color: $block-cursor-foreground; }
     StreamView > .stream--quiet { color: $text-muted; }
@@ -167,7 +189,7 @@ class StreamView(ScrollView, can_focus=True):
         self._all: deque[StreamLine] = deque(maxlen=maxlen)
         self._visible: deque[StreamLine] = deque(maxlen=maxlen)
         self._needle = ""
-        self._sources: frozenset[str] = frozenset(SOURCES)
+        self._sources: frozenset[str] = frozenset((*SOURCES, OPS))
         self.cursor = -1  # index in the visible lines; -1: none yet
         self.following = True  # the cursor sits on the newest line and moves with it
         self.tz: tzinfo | None = None

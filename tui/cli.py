@@ -6,7 +6,14 @@ module has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int`
 
 Exit codes: 0 success, 1 the operation was refused or failed, 2 usage or configuration
 error. Errors are one line on stderr, never a traceback (set ``QMS_PANEL_DEBUG=1`` to see
-one).
+one); with ``--json`` the same failure is also one object on stdout (:func:`report_failure`).
+
+What a subcommand prints is made safe at one place: while it runs, ``sys.stdout`` and
+``sys.stderr`` are :class:`SafeOutput` streams, so every text line passes through
+:func:`core.safe_text.safe_text` (an agent's file name cannot clear the screen or retitle the
+terminal). JSON passes unchanged: the encoder has escaped every control character already.
+Error lines are redacted too (no ``user:pass@`` or ``?token=`` of a URL), and library log
+records never reach the terminal (:mod:`tui.library_logs`).
 """
 
 from __future__ import annotations
@@ -17,11 +24,15 @@ import json
 import os
 import pkgutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator, TextIO
 
 from core.errors import InvalidAgentId, InvalidDocumentId, QmsPanelError, SettingsError, UsageError
+from core.mcp_stream import redact_text
+from core.safe_text import safe_line, safe_text
 from core.settings import Settings, load_settings
+from tui.library_logs import quiet_library_logs
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 USAGE_ERRORS = (SettingsError, InvalidAgentId, InvalidDocumentId, UsageError)
@@ -95,9 +106,15 @@ def _named_command(argv: list[str]) -> str | None:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings in effect, checked whole: a keymap naming no binding is refused here too,
+    not only when the panel opens."""
+    from tui.actions import check_keymap
+
     overrides = {f: getattr(args, f) for f in SETTING_FLAGS if hasattr(args, f)}
     config = getattr(args, "config", None)
-    return load_settings(overrides, Path(config) if config else None)
+    settings = load_settings(overrides, Path(config) if config else None)
+    check_keymap(settings.keymap)
+    return settings
 
 
 def print_json(data: Any) -> None:
@@ -115,32 +132,84 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-def error_json(err: QmsPanelError) -> dict:
-    return {"ok": False, "error": {"title": err.title, "detail": err.detail, "kind": type(err).__name__}}
+class SafeOutput:
+    """A text stream whose every write is shown visibly (:func:`~core.safe_text.safe_text`).
+
+    Newlines pass; every other control or format character is written as ``\\x1b``, ``\\u202e``...
+    The rest (``flush``, ``isatty``, ``fileno``...) is the wrapped stream's."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(safe_text(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def safe_output() -> Iterator[None]:
+    """``sys.stdout`` and ``sys.stderr`` as :class:`SafeOutput` while a subcommand runs."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = SafeOutput(saved[0]), SafeOutput(saved[1])  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        sys.stdout, sys.stderr = saved
 
 
 def fail(message: str) -> None:
-    print(f"qms-panel: {message}", file=sys.stderr)
+    """``qms-panel: message`` on stderr, as one visible line with credentials redacted."""
+    print(f"qms-panel: {safe_line(redact_text(message))}", file=sys.stderr)
+
+
+def report_failure(title: str, detail: str, code: int, *, as_json: bool, line: str | None = None) -> int:
+    """Say a failure and return its exit code.
+
+    stderr gets one line (``line``, default ``title: detail``); with ``--json`` stdout gets one
+    object, ``{"error": detail, "title": title, "exit": code}``, where ``error`` says what and why
+    and ``title`` names the kind of failure (the line is ``title: error``)."""
+    detail = redact_text(detail)
+    if as_json:
+        print_json({"error": detail or title, "title": title, "exit": code})
+    fail(line if line is not None else (f"{title}: {detail}" if detail else title))
+    return code
+
+
+def report_error(err: QmsPanelError, *, as_json: bool, code: int | None = None) -> int:
+    """:func:`report_failure` for one of the family (exit 2 for usage and configuration errors)."""
+    if code is None:
+        code = EXIT_USAGE if isinstance(err, USAGE_ERRORS) else EXIT_FAILED
+    return report_failure(err.title, err.detail, code, as_json=as_json, line=str(err))
 
 
 def run_guarded(func: Callable[[], int], *, as_json: bool = False) -> int:
-    """Run ``func`` and turn every error into one line and an exit code."""
+    """Run ``func`` and turn every error into one line (and one JSON object) and an exit code."""
     try:
         return func()
     except KeyboardInterrupt:
-        return 130
+        return report_failure("Interrupted", "stopped by the operator (Ctrl-C)", 130, as_json=as_json)
+    except BrokenPipeError:  # whoever read stdout has gone (`| head`): nothing is left to tell
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+        return EXIT_FAILED
     except QmsPanelError as err:
         if os.environ.get("QMS_PANEL_DEBUG"):
             raise
-        if as_json:
-            print_json(error_json(err))
-        fail(str(err))
-        return EXIT_USAGE if isinstance(err, USAGE_ERRORS) else EXIT_FAILED
+        return report_error(err, as_json=as_json)
     except Exception as err:  # noqa: BLE001 - last line of defence: never a traceback
         if os.environ.get("QMS_PANEL_DEBUG"):
             raise
-        fail(f"internal error: {type(err).__name__}: {err} (set QMS_PANEL_DEBUG=1 for the traceback)")
-        return EXIT_FAILED
+        detail = f"{type(err).__name__}: {err}"
+        return report_failure("Internal error", detail, EXIT_FAILED, as_json=as_json,
+                              line=f"internal error: {detail} (set QMS_PANEL_DEBUG=1 for the traceback)")
 
 
 def _run_app(args: argparse.Namespace) -> int:
@@ -157,18 +226,30 @@ def _run_app(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     named = _named_command(argv)
+    if named is None:  # the panel: Textual owns the terminal, and its text is made safe in the widgets
+        return _main(argv, named)
+    with safe_output():
+        return _main(argv, named)
+
+
+def _main(argv: list[str], named: str | None) -> int:
+    as_json = "--json" in argv  # known before the parser has run: its errors are JSON too
     try:
         args = build_parser(only=named).parse_args(argv)
         if named is not None and args.command != named:  # the name was a flag's value: load everything
             args = build_parser().parse_args(argv)
     except UsageError as err:
-        fail(err.detail)
-        return EXIT_USAGE
+        return report_failure(err.title, err.detail, EXIT_USAGE, as_json=as_json, line=err.detail)
     as_json = bool(getattr(args, "json", False))
     runner = getattr(args, "_run", None)
     if runner is None:
         return run_guarded(lambda: _run_app(args))
-    return run_guarded(lambda: runner(args), as_json=as_json)
+    return run_guarded(lambda: _run_command(runner, args), as_json=as_json)
+
+
+def _run_command(runner: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    quiet_library_logs()  # before the command runs: library records never reach the terminal
+    return runner(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,13 +6,8 @@ module has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int`
 
 Exit codes: 0 success, 1 the operation was refused or failed, 2 usage or configuration
 error. Errors are one line on stderr, never a traceback (set ``QMS_PANEL_DEBUG=1`` to see
-one); with ``--json`` the same failure is also one object on stdout (:func:`report_failure`).
-
-What a subcommand prints is made safe at one place: while it runs, ``sys.stdout`` and
-``sys.stderr`` are :class:`SafeOutput` streams, so every text line passes through
-:func:`core.safe_text.safe_text` (an agent's file name cannot clear the screen or retitle the
-terminal). JSON passes unchanged: the encoder has escaped every control character already.
-Error lines are redacted too (no ``user:pass@`` or ``?token=`` of a URL), and library log
+one); with ``--json`` the same failure is also one object on stdout. A subcommand's output is
+made safe for the terminal in one place, :func:`tui.cli_output.safe_output`, and library log
 records never reach the terminal (:mod:`tui.library_logs`).
 """
 
@@ -24,18 +19,21 @@ import json
 import os
 import pkgutil
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TextIO
+from typing import Any, Callable
 
-from core.errors import InvalidAgentId, InvalidDocumentId, QmsPanelError, SettingsError, UsageError
-from core.mcp_stream import redact_text
-from core.safe_text import safe_line, safe_text
+from core.errors import QmsPanelError, UsageError
 from core.settings import Settings, load_settings
+from tui.cli_output import (  # noqa: F401 - EXIT_OK and fail: the commands import them from here
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    fail,
+    report_error,
+    report_failure,
+    safe_output,
+)
 from tui.library_logs import quiet_library_logs
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-USAGE_ERRORS = (SettingsError, InvalidAgentId, InvalidDocumentId, UsageError)
 
 SETTING_FLAGS: dict[str, str] = {
     "project_root": "host folder mounted as /pipe-dream (must contain QMS/)",
@@ -130,65 +128,6 @@ def print_json(data: Any) -> None:
 
     json.dump(plain(data), sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
-
-
-class SafeOutput:
-    """A text stream whose every write is shown visibly (:func:`~core.safe_text.safe_text`).
-
-    Newlines pass; every other control or format character is written as ``\\x1b``, ``\\u202e``...
-    The rest (``flush``, ``isatty``, ``fileno``...) is the wrapped stream's."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        self._stream.write(safe_text(text))
-        return len(text)
-
-    def writelines(self, lines: Iterable[str]) -> None:
-        for line in lines:
-            self.write(line)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-@contextmanager
-def safe_output() -> Iterator[None]:
-    """``sys.stdout`` and ``sys.stderr`` as :class:`SafeOutput` while a subcommand runs."""
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = SafeOutput(saved[0]), SafeOutput(saved[1])  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        sys.stdout, sys.stderr = saved
-
-
-def fail(message: str) -> None:
-    """``qms-panel: message`` on stderr, as one visible line with credentials redacted."""
-    print(f"qms-panel: {safe_line(redact_text(message))}", file=sys.stderr)
-
-
-def report_failure(title: str, detail: str, code: int, *, as_json: bool, line: str | None = None) -> int:
-    """Say a failure and return its exit code.
-
-    stderr gets one line (``line``, default ``title: detail``); with ``--json`` stdout gets one
-    object, ``{"error": detail, "title": title, "exit": code}``, where ``error`` says what and why
-    and ``title`` names the kind of failure (the line is ``title: error``)."""
-    detail = redact_text(detail)
-    if as_json:
-        print_json({"error": detail or title, "title": title, "exit": code})
-    fail(line if line is not None else (f"{title}: {detail}" if detail else title))
-    return code
-
-
-def report_error(err: QmsPanelError, *, as_json: bool, code: int | None = None) -> int:
-    """:func:`report_failure` for one of the family (exit 2 for usage and configuration errors)."""
-    if code is None:
-        code = EXIT_USAGE if isinstance(err, USAGE_ERRORS) else EXIT_FAILED
-    return report_failure(err.title, err.detail, code, as_json=as_json, line=str(err))
 
 
 def run_guarded(func: Callable[[], int], *, as_json: bool = False) -> int:

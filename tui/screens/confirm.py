@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from rich.console import RenderableType
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from core.safe_text import safe_line
 from tui.actions import bindings
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """Dismisses with True (confirmed) or False."""
+    """Dismisses with True (confirmed) or False.
+
+    The title may name an agent's document: it is shown as plain text. The body is the caller's
+    renderable, built with :func:`tui.widgets.formats.plain` for anything an agent wrote."""
 
     BINDINGS = bindings("dialog")
 
@@ -36,7 +41,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = self._title
+            box.border_title = Text(safe_line(self._title))
             yield Static(self._body, id="confirm-body")
             with Horizontal():
                 yield Button("Cancel (esc)", id="cancel")

@@ -62,6 +62,23 @@ def assert_shown_not_sent(text: str, *visible: str) -> None:
         assert needle in text, f"{needle!r} not shown in:\n{text}"
 
 
+def test_the_panes_helpers_show_text_visibly_and_keep_styles():
+    from rich.text import Text
+
+    from tui.widgets.formats import plain, safe_rich, short
+
+    assert plain("[bold red]x[/]\x1b[2J").plain == "[bold red]x[/]\\x1b[2J"
+    assert plain("[bold red]x[/]").spans == []  # the markup is text, not style
+    mixed = Text.assemble(("doc\x1b[2J", "bold"), " by ", (HOLDER, "red"), "\nnext\x07line")
+    clean = safe_rich(mixed)  # (Rich itself drops BEL, BS, VT, FF and CR when a Text is made)
+    assert clean.plain == "doc\\x1b[2J by claude\\x1b]0;owned\\x1b[2J[bold red]x[/]\\u202e\nnextline"
+    assert [(clean.plain[s.start:s.end], s.style) for s in clean.spans] == [
+        ("doc\\x1b[2J", "bold"), ("claude\\x1b]0;owned\\x1b[2J[bold red]x[/]\\u202e", "red")]
+    already = Text("safe", style="green")
+    assert safe_rich(already) is already  # nothing to clean: the same object, no cost
+    assert short(ESC_NAME, 12) == "\\x1b[2J\\x1b…"
+
+
 # --- the command line ------------------------------------------------------------------------
 
 

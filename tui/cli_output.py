@@ -70,7 +70,7 @@ def report_failure(title: str, detail: str, code: int, *, as_json: bool, line: s
 
     stderr gets one line (``line``, default ``title: detail``); with ``--json`` stdout gets one
     object, ``{"error": detail, "title": title, "exit": code}``, where ``error`` says what and why
-    and ``title`` names the kind of failure (the line is ``title: error``)."""
+    and ``title`` names the kind of failure."""
     detail = redact_text(detail)
     if as_json:
         json.dump({"error": detail or title, "title": title, "exit": code}, sys.stdout, indent=2)

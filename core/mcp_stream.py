@@ -36,18 +36,22 @@ SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key",
 _SECRET_PARAM = re.compile(r"(token|secret|passw(or)?d|pwd|api[-_]?key|apikey|auth|signature|sig|credential|key)",
                            re.IGNORECASE)
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"]+@")
-_QUERY_SECRET = re.compile(
-    r"(?P<name>[?&](?:[^=&\s'\"]*(?:token|secret|passw(?:or)?d|pwd|api[-_]?key|apikey|auth|signature|sig|credential)"
-    r"[^=&\s'\"]*))=(?P<value>[^&\s'\"#]+)",
+_QUERY_SECRET = re.compile(  # a secret-looking name=value in a query (?a=b&c=d) or a fragment (#a=b)
+    r"(?P<name>[?&#](?:[^=&#\s'\"]*(?:token|secret|passw(?:or)?d|pwd|key|auth|signature|sig|credential)"
+    r"[^=&#\s'\"]*))=(?P<value>[^&\s'\"#]+)",
     re.IGNORECASE,
 )
+_URL_FRAGMENT = re.compile(r"(?P<url>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"#]*)#[^\s'\"]+")
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
-_HINT = re.compile(r"@|=|bearer|basic", re.IGNORECASE)
+_HINT = re.compile(r"@|=|#|bearer|basic", re.IGNORECASE)
 _SUMMARY_MAX = 160
 
 
 def redact_url(url: str) -> str:
-    """``url`` without ``user:pass@`` and with secret-looking query values replaced."""
+    """``url`` without ``user:pass@``, with secret-looking query values replaced and no fragment.
+
+    A fragment never reaches the server, so it has no use in an MCP URL; it can only hold a
+    secret someone pasted (``#access_token=...``): it is replaced as a whole."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -59,15 +63,17 @@ def redact_url(url: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, REDACTED if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe="*/")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, REDACTED if parts.fragment else ""))
 
 
 def redact_text(text: str) -> str:
-    """``text`` with credentials in embedded URLs and auth schemes replaced."""
+    """``text`` with credentials in embedded URLs (user info, secret query values, fragments) and
+    auth schemes replaced."""
     if not _HINT.search(text):
         return text
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
     text = _QUERY_SECRET.sub(lambda m: f"{m['name']}={REDACTED}", text)
+    text = _URL_FRAGMENT.sub(lambda m: f"{m['url']}#{REDACTED}", text)
     return _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
 
 

@@ -27,6 +27,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from core.errors import InvalidAgentId, SettingsError
 
@@ -272,6 +273,9 @@ def _read_toml(path: Path, explicit: bool) -> dict[str, Any]:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                            "TOML files are UTF-8") from None
     except OSError as exc:
         raise SettingsError(f"{path}: cannot read ({exc.strerror or exc})") from None
     # Relative paths in the file are relative to the file, not to the working directory.
@@ -297,6 +301,16 @@ def _describe(err: dict[str, Any], toml_path: Path | None, toml_keys: set[str]) 
     return f"{key}: {msg}{source}"
 
 
+def _describe_source_error(exc: PydanticSettingsError) -> str:
+    """One line for a value a settings source could not decode (only the environment decodes JSON)."""
+    found = re.search(r'field "(\w+)"', str(exc))
+    key = found.group(1) if found else "settings"
+    cause = exc.__cause__
+    why = f"not valid JSON ({cause})" if isinstance(cause, ValueError) else f"cannot be read ({cause or exc})"
+    example = '; write it as {"container.restart": "ctrl+r"}' if key == "keymap" else ""
+    return f"{key}: {env_name(key)} is {why}{example}"
+
+
 def load_settings(overrides: dict[str, Any] | None = None, config: Path | None = None) -> Settings:
     """Build the settings from flags (``overrides``), environment, TOML file and defaults."""
     explicit = config is not None
@@ -308,5 +322,7 @@ def load_settings(overrides: dict[str, Any] | None = None, config: Path | None =
     except ValidationError as exc:
         first = exc.errors()[0]
         raise SettingsError(_describe(first, path if toml else None, set(toml))) from None
+    except PydanticSettingsError as exc:  # a source could not decode a value (QMS_PANEL_KEYMAP not JSON)
+        raise SettingsError(_describe_source_error(exc)) from None
     finally:
         _toml_values.reset(token)

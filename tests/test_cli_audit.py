@@ -12,6 +12,7 @@ import pytest
 
 from core import layout
 from core.containers import ContainerManager
+from core.errors import ContainerNotFound, EngineUnreachable
 from core.settings import Settings
 from support.docker_env import TEST_LABEL
 
@@ -95,7 +96,7 @@ def test_audit_table(project, docker_client, tmp_path):
 def test_audit_agent_without_container(project, tmp_path):
     proc = qms_panel("audit", "--json", "--agent", "nobody", *flags(project), cwd=tmp_path)
     assert proc.returncode == 1
-    assert json.loads(proc.stdout)["error"]["kind"] == "ContainerNotFound"
+    assert json.loads(proc.stdout)["title"] == ContainerNotFound.title
     assert len(proc.stderr.strip().splitlines()) == 1 and "nobody" in proc.stderr
 
 
@@ -111,5 +112,5 @@ def test_audit_engine_unreachable_exit_1(project_root, tmp_path):
     proc = qms_panel("audit", "--json", "--project-root", str(project_root), cwd=tmp_path,
                      env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
     assert proc.returncode == 1, proc.stderr
-    assert json.loads(proc.stdout)["error"]["kind"] == "EngineUnreachable"
+    assert json.loads(proc.stdout)["title"] == EngineUnreachable.title
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core import layout
+from core import errors, layout
 from support.docker_env import TEST_LABEL
 from test_containers import cleanup  # noqa: F401 - a fixture
 
@@ -42,8 +42,8 @@ def ok_json(proc: subprocess.CompletedProcess) -> dict:
 def refused(proc: subprocess.CompletedProcess, code: int, kind: str) -> dict:
     assert proc.returncode == code, (proc.stdout, proc.stderr)
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
-    error = json.loads(proc.stdout)["error"]
-    assert error["kind"] == kind
+    error = json.loads(proc.stdout)  # {"error": detail, "title": ..., "exit": code}
+    assert error["title"] == getattr(errors, kind).title and error["exit"] == code
     return error
 
 
@@ -70,10 +70,10 @@ def test_lifecycle_through_the_command_line(cli, docker_client, unique_prefix):
 
 def test_refusals_exit_codes(cli, docker_client, unique_prefix, test_image, tmp_path):
     error = refused(cli("launch", "Bad!", "--json"), 2, "InvalidAgentId")
-    assert "[a-z0-9_-]+" in error["detail"]
+    assert "[a-z0-9_-]+" in error["error"]
 
     error = refused(cli("launch", "claude", "--json", image=f"{unique_prefix}missing:none"), 1, "ImageMissing")
-    assert "qms-panel image build" in error["detail"]
+    assert "qms-panel image build" in error["error"]
 
     no_qms = tmp_path / "empty"
     no_qms.mkdir()
@@ -86,6 +86,6 @@ def test_refusals_exit_codes(cli, docker_client, unique_prefix, test_image, tmp_
     name = f"{unique_prefix}claude"
     hand = docker_client.containers.create(test_image, name=name, labels={TEST_LABEL: "1"})
     error = refused(cli("launch", "claude", "--json"), 1, "NameConflict")
-    assert "did not make it" in error["detail"]
+    assert "did not make it" in error["error"]
     assert docker_client.containers.get(name).id == hand.id
     assert docker_client.volumes.list(filters={"name": unique_prefix}) == []

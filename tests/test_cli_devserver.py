@@ -21,9 +21,12 @@ from mcp.client.streamable_http import streamable_http_client
 
 from support.devserver import free_port
 
+# the script of this interpreter's install (a `qms-panel` earlier on PATH may be another checkout's)
+QMS_PANEL = str(Path(sys.executable).with_name("qms-panel"))
+
 
 def qms_panel(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(["qms-panel", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([QMS_PANEL, *args], capture_output=True, text=True, timeout=timeout)
 
 
 def start(*cmd: str) -> tuple[subprocess.Popen, queue.Queue]:
@@ -88,7 +91,8 @@ def test_init_creates_the_sample_project_once(tmp_path):
     again = qms_panel("devserver", "--init", str(root), "--json")
     assert again.returncode == 1
     assert "already exists" in one_line(again.stderr)
-    assert json.loads(again.stdout)["error"]["kind"] == "ProjectError"
+    assert json.loads(again.stdout) == {"error": f"{root / 'QMS'} already exists; choose an empty folder for the "
+                                                 "sample project", "title": "Bad project", "exit": 1}
 
 
 def test_bad_project_root_is_one_line_and_exit_2(tmp_path):
@@ -122,7 +126,7 @@ def test_port_in_use_is_one_line_and_exit_1(devserver):
 
 async def test_serve_announces_then_stops_on_sigint(sample_project):
     port = free_port()
-    proc, lines = start("qms-panel", "devserver", "--project-root", str(sample_project), "--port", str(port),
+    proc, lines = start(QMS_PANEL, "devserver", "--project-root", str(sample_project), "--port", str(port),
                         "--transport", "streamable-http")
     try:
         line = next_line(proc, lines)
@@ -152,7 +156,7 @@ def test_demo_opens_the_panel_on_a_sample_and_a_server_and_cleans_up(tmp_path):
     """`qms-panel --demo` in a real terminal (tmux): the panel shows the sample, q quits, all is removed."""
     done = tmp_path / "exit-code"
     tmux("new-session", "-d", "-s", "demo", "-x", "160", "-y", "46",
-         f"qms-panel --demo; echo $? > {done}; sleep 60")  # Textual draws on stderr: no redirect
+         f"{QMS_PANEL} --demo; echo $? > {done}; sleep 60")  # Textual draws on stderr: no redirect
     try:
         deadline = time.monotonic() + 90
         screen = ""

@@ -73,7 +73,7 @@ def test_a_checkin_whose_intent_cannot_be_written_does_not_run(sample_project, d
     assert done.returncode == 1
     assert done.stderr.strip().startswith("qms-panel: Action log unwritable: cannot write ")
     assert done.stderr.strip().endswith("(Is a directory); checkin CR-001 for claude was not run")
-    assert json.loads(done.stdout)["error"]["kind"] == "ActionLogError"
+    assert json.loads(done.stdout)["title"] == "Action log unwritable"
     assert find_meta(sample_project, "CR-001")["checked_out"] is True  # still checked out: nothing ran
     assert copy.read_bytes() == before
 

@@ -67,7 +67,7 @@ def test_bad_ids_exit_2_without_connecting(sample_project, doc, agent, what):
     url = f"http://127.0.0.1:{free_port()}/sse"  # nothing listens: the ids are refused first
     done = op("checkin", doc, agent, sample_project, url, "--json")
     assert done.returncode == 2
-    assert json.loads(done.stdout)["error"]["title"] == what
+    assert json.loads(done.stdout)["title"] == what
     assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"qms-panel: {what}:")
 
 

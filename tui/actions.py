@@ -3,14 +3,18 @@
 Bindings (footer), the command palette and the help screen are all made from these rows, so a
 key has one id, one label and one line of help wherever it shows. A row's ``scope`` says which
 screen or pane owns it.
+
+Textual is imported only by :func:`bindings`: the command line checks the keymap setting
+against this table (:func:`check_keymap`) without loading the UI.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from textual.binding import Binding
+if TYPE_CHECKING:
+    from textual.binding import Binding
 
 Scope = Literal["main", "stream", "logs", "dialog", "help", "payload"]
 
@@ -94,6 +98,8 @@ def actions(scope: Scope) -> list[PanelAction]:
 
 def bindings(scope: Scope) -> list[Binding]:
     """The Textual bindings of ``scope``, each with its id."""
+    from textual.binding import Binding
+
     return [
         Binding(a.key, a.action, a.label, show=a.show, id=a.id, tooltip=a.help, key_display=a.key_display)
         for a in actions(scope)

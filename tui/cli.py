@@ -6,7 +6,9 @@ module has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int`
 
 Exit codes: 0 success, 1 the operation was refused or failed, 2 usage or configuration
 error. Errors are one line on stderr, never a traceback (set ``QMS_PANEL_DEBUG=1`` to see
-one).
+one); with ``--json`` the same failure is also one object on stdout. A subcommand's output is
+made safe for the terminal in one place, :func:`tui.cli_output.safe_output`, and library log
+records never reach the terminal (:mod:`tui.library_logs`).
 """
 
 from __future__ import annotations
@@ -20,11 +22,18 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from core.errors import InvalidAgentId, InvalidDocumentId, QmsPanelError, SettingsError, UsageError
+from core.errors import QmsPanelError, UsageError
 from core.settings import Settings, load_settings
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-USAGE_ERRORS = (SettingsError, InvalidAgentId, InvalidDocumentId, UsageError)
+from tui.cli_output import (  # noqa: F401 - EXIT_OK and fail: the commands import them from here
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    fail,
+    report_error,
+    report_failure,
+    safe_output,
+)
+from tui.library_logs import quiet_library_logs
 
 SETTING_FLAGS: dict[str, str] = {
     "project_root": "host folder mounted as /pipe-dream (must contain QMS/)",
@@ -96,9 +105,15 @@ def _named_command(argv: list[str]) -> str | None:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The settings in effect, checked whole: a keymap naming no binding is refused here too,
+    not only when the panel opens."""
+    from tui.actions import check_keymap
+
     overrides = {f: getattr(args, f) for f in SETTING_FLAGS if hasattr(args, f)}
     config = getattr(args, "config", None)
-    return load_settings(overrides, Path(config) if config else None)
+    settings = load_settings(overrides, Path(config) if config else None)
+    check_keymap(settings.keymap)
+    return settings
 
 
 def print_json(data: Any) -> None:
@@ -116,32 +131,25 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-def error_json(err: QmsPanelError) -> dict:
-    return {"ok": False, "error": {"title": err.title, "detail": err.detail, "kind": type(err).__name__}}
-
-
-def fail(message: str) -> None:
-    print(f"qms-panel: {message}", file=sys.stderr)
-
-
 def run_guarded(func: Callable[[], int], *, as_json: bool = False) -> int:
-    """Run ``func`` and turn every error into one line and an exit code."""
+    """Run ``func`` and turn every error into one line (and one JSON object) and an exit code."""
     try:
         return func()
     except KeyboardInterrupt:
-        return 130
+        return report_failure("Interrupted", "stopped by the operator (Ctrl-C)", 130, as_json=as_json)
+    except BrokenPipeError:  # whoever read stdout has gone (`| head`): nothing is left to tell
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+        return EXIT_FAILED
     except QmsPanelError as err:
         if os.environ.get("QMS_PANEL_DEBUG"):
             raise
-        if as_json:
-            print_json(error_json(err))
-        fail(str(err))
-        return EXIT_USAGE if isinstance(err, USAGE_ERRORS) else EXIT_FAILED
+        return report_error(err, as_json=as_json)
     except Exception as err:  # noqa: BLE001 - last line of defence: never a traceback
         if os.environ.get("QMS_PANEL_DEBUG"):
             raise
-        fail(f"internal error: {type(err).__name__}: {err} (set QMS_PANEL_DEBUG=1 for the traceback)")
-        return EXIT_FAILED
+        detail = f"{type(err).__name__}: {err}"
+        return report_failure("Internal error", detail, EXIT_FAILED, as_json=as_json,
+                              line=f"internal error: {detail} (set QMS_PANEL_DEBUG=1 for the traceback)")
 
 
 def _run_app(args: argparse.Namespace) -> int:
@@ -158,18 +166,30 @@ def _run_app(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     named = _named_command(argv)
+    if named is None:  # the panel: Textual owns the terminal, and its text is made safe in the widgets
+        return _main(argv, named)
+    with safe_output():
+        return _main(argv, named)
+
+
+def _main(argv: list[str], named: str | None) -> int:
+    as_json = "--json" in argv  # known before the parser has run: its errors are JSON too
     try:
         args = build_parser(only=named).parse_args(argv)
         if named is not None and args.command != named:  # the name was a flag's value: load everything
             args = build_parser().parse_args(argv)
     except UsageError as err:
-        fail(err.detail)
-        return EXIT_USAGE
+        return report_failure(err.title, err.detail, EXIT_USAGE, as_json=as_json, line=err.detail)
     as_json = bool(getattr(args, "json", False))
     runner = getattr(args, "_run", None)
     if runner is None:
         return run_guarded(lambda: _run_app(args))
-    return run_guarded(lambda: runner(args), as_json=as_json)
+    return run_guarded(lambda: _run_command(runner, args), as_json=as_json)
+
+
+def _run_command(runner: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    quiet_library_logs()  # before the command runs: library records never reach the terminal
+    return runner(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-import os
-
 from core.services import build_services
 from core.settings import Settings
-
-
-def quiet_library_logs() -> None:
-    """Library log records (the MCP SDK logs a traceback whenever a server goes away) must not
-    reach the terminal the panel draws on: the panel shows those failures as states already.
-    ``QMS_PANEL_LOG=FILE`` keeps them in a file instead."""
-    path = os.environ.get("QMS_PANEL_LOG")
-    if path:
-        logging.basicConfig(filename=path, level=logging.INFO,
-                            format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    else:
-        logging.getLogger().addHandler(logging.NullHandler())
+from tui.library_logs import quiet_library_logs
 
 
 def run_app(settings: Settings) -> int:

@@ -1,12 +1,19 @@
-"""`qms-panel config`: the effective settings, after flags, environment, file and defaults."""
+"""`qms-panel config`: the effective settings, after flags, environment, file and defaults.
+
+Credentials in the MCP URLs (``user:pass@``, secret-looking query values, a fragment) are shown
+redacted, in the text and in the JSON: this output lands in terminals, tickets and CI logs.
+"""
 
 from __future__ import annotations
 
 from core import layout
+from core.mcp_stream import redact_url
 from tui.cli import print_json, settings_from_args
 
 NAME = "config"
 HELP = "show the effective settings and the access matrix they resolve to"
+
+URL_FIELDS = ("mcp_url", "container_mcp_url")
 
 
 def add_arguments(parser) -> None:
@@ -15,14 +22,15 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     settings = settings_from_args(args)
+    shown = {field: redact_url(getattr(settings, field)) for field in URL_FIELDS}
     if args.json:
-        data = settings.model_dump(mode="json")
+        data = {**settings.model_dump(mode="json"), **shown}
         data["stuck_after"] = settings.stuck_after.total_seconds()
         print_json(data)
         return 0
     width = max(len(k) for k in type(settings).model_fields)
     for key in type(settings).model_fields:
-        value = getattr(settings, key)
+        value = shown.get(key, getattr(settings, key))
         if key == "agents":
             value = ",".join(value)
         print(f"{key:<{width}}  {value}")

@@ -18,6 +18,7 @@ from core.containers import ContainerRow
 from core.errors import EngineError, LinkDown
 from core.mcp_link import LinkState
 from core.qms_state import CheckoutRow, ScanWarning
+from core.safe_text import safe_line
 from core.services import Services, build_services
 from tui.cli import EXIT_FAILED, EXIT_OK, print_json, settings_from_args
 from tui.widgets.formats import since
@@ -62,7 +63,10 @@ def engine_status(services: Services) -> tuple[EngineStatus, list[ContainerRow] 
 
 
 async def link_status(services: Services, timeout: float) -> LinkState:
-    """Connect the bundle's link once; its state when connected, or when it gave up."""
+    """Connect the bundle's link once; its state when connected, or when it gave up.
+
+    A server that accepts the connection and never answers leaves the link connecting with no
+    reason of its own: the report says what was waited for, and how long."""
     link = services.link
     async with anyio.create_task_group() as tg:
         tg.start_soon(link.run)
@@ -71,6 +75,10 @@ async def link_status(services: Services, timeout: float) -> LinkState:
         except LinkDown:
             state = link.state
         tg.cancel_scope.cancel()
+    if state.status == "connecting" and not state.reason:
+        state = state.model_copy(update={"reason": (
+            f"no answer within {timeout:g} s: the connection was not refused, but the MCP handshake did not "
+            "complete (is the server stalled, or is this not an MCP server?)")})
     return state
 
 
@@ -100,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    rows = [tuple(safe_line(cell) for cell in row) for row in rows]  # as shown, so the columns line up
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     for line in (header, *rows):
         print("  " + "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
@@ -118,7 +127,8 @@ def print_report(report: StatusReport) -> None:
     latency = f", {link.latency_ms:.0f} ms" if link.latency_ms is not None else ""
     tools = f", {len(link.tools)} tools" if link.tools else ""
     print(f"mcp      {link.status.upper() if link.status != 'connected' else 'connected'}  {link.url}"
-          f"  ({link.transport}{latency}{tools})" + (f"  {link.reason}" if link.status != "connected" else ""))
+          f"  ({link.transport}{latency}{tools})"
+          + (f"  {link.reason or 'no answer'}" if link.status != "connected" else ""))
     print()
     if not engine.ok:
         print("containers: unknown (engine unreachable)")

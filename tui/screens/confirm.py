@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.console import RenderableType
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
+from core.safe_text import safe_line
 from tui.actions import bindings
 
 
@@ -27,6 +29,9 @@ class Confirmation:
 
 class ConfirmScreen(ModalScreen[Confirmation]):
     """Dismisses with a :class:`Confirmation` (truthy when confirmed).
+
+    The title may name an agent's document: it is shown as plain text. The body is the caller's
+    renderable, built with :func:`tui.widgets.formats.plain` for anything an agent wrote.
 
     ``reason``: offer an optional one-line reason field; it has the focus, so the operator types
     at once, ``enter`` confirms and ``esc`` cancels.
@@ -59,7 +64,7 @@ class ConfirmScreen(ModalScreen[Confirmation]):
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = self._title
+            box.border_title = Text(safe_line(self._title))
             yield Static(self._body, id="confirm-body")
             if self._ask_reason:
                 field = Input(placeholder="reason (optional; kept in the action log)", id="confirm-reason")

@@ -29,7 +29,7 @@ def help_table(keymap: dict[str, str] | None = None) -> Table:
     for heading, scope in SECTIONS:
         table.add_row("", Text(heading, style="bold underline"))
         for action in (a for a in ACTIONS if a.scope == scope):
-            table.add_row(key_label(action, keymap), action.help)
+            table.add_row(Text(key_label(action, keymap)), action.help)  # the operator's keys: not markup
         table.add_row("", "")
     table.add_row("", Text("Document states", style="bold underline"))
     for name, style, meaning in STATES:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Callable
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from core.safe_text import safe_line
 from tui.actions import bindings
 
 
@@ -56,7 +58,7 @@ class InputScreen(ModalScreen[str | None]):
         value = event.value.strip()
         problem = self._check(value) if self._check else None
         if problem:
-            self.query_one("#input-error", Static).update(problem)
+            self.query_one("#input-error", Static).update(Text(safe_line(problem)))
             return
         self.dismiss(value)
 

@@ -1,14 +1,19 @@
-"""The logs screen: one container's log, following new lines as they come."""
+"""The logs screen: one container's log, following new lines as they come.
+
+A container writes what it likes (colours, cursor moves, a terminal title): each line is shown
+with its control characters visible."""
 
 from __future__ import annotations
 
 from typing import Iterable
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Log, Static
 
+from core.safe_text import safe_line
 from tui.actions import bindings
 
 
@@ -32,7 +37,7 @@ class LogsScreen(Screen[None]):
         self.container = container
 
     def compose(self) -> ComposeResult:
-        yield Static(f"Logs · {self.agent} · {self.container}", id="logs-title")
+        yield Static(Text(safe_line(f"Logs · {self.agent} · {self.container}")), id="logs-title")
         yield Log(max_lines=10_000, id="logs")
         yield Static(self._state_text(), id="logs-state")
         yield Footer()
@@ -41,7 +46,7 @@ class LogsScreen(Screen[None]):
         self.query_one(Log).focus()
 
     def append(self, lines: Iterable[str]) -> None:
-        self.query_one(Log).write_lines(lines, scroll_end=self.following)
+        self.query_one(Log).write_lines((safe_line(line) for line in lines), scroll_end=self.following)
 
     def watch_following(self) -> None:
         for log in self.query(Log).results(Log):
@@ -58,7 +63,7 @@ class LogsScreen(Screen[None]):
 
     def _show_state(self) -> None:
         for label in self.query("#logs-state").results(Static):
-            label.update(self._state_text())
+            label.update(Text(self._state_text()))
 
     def action_toggle_follow(self) -> None:
         self.following = not self.following

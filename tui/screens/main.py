@@ -24,7 +24,7 @@ from tui.screens.help import HelpScreen
 from tui.screens.input_dialog import InputScreen
 from tui.screens.payload import PayloadScreen
 from tui.widgets.containers import ContainersPane
-from tui.widgets.formats import since, size, stamp
+from tui.widgets.formats import plain, safe_rich, since, size, stamp
 from tui.widgets.matrix import MatrixPane
 from tui.widgets.status_bar import EngineState, StatusBar
 from tui.widgets.stream import StreamPane
@@ -280,6 +280,8 @@ class MainScreen(Screen[None]):
 
 
 # --- what the dialogs say ---------------------------------------------------------------------
+# Document ids, titles, holders and paths come from .meta files and workspace names that agents
+# write: every one is put in as plain(...) or through _facts, never as a markup string.
 
 
 def _facts(rows: list[tuple[str, str | Text]]) -> Table:
@@ -287,7 +289,7 @@ def _facts(rows: list[tuple[str, str | Text]]) -> Table:
     table.add_column(style="bold", justify="right")
     table.add_column()
     for label, value in rows:
-        table.add_row(label, value)
+        table.add_row(label, safe_rich(value))
     return table
 
 
@@ -305,25 +307,25 @@ def checkin_body(row: Any, now: datetime | None, holder_running: bool, root: Pat
     tz = now.tzinfo if now else None
     ago = (lambda t: f"  ({since(t, now)})") if now else (lambda t: "")
     facts = _facts([
-        ("Document", Text.assemble((row.doc_id, "bold"), f"  {row.title or ''}")),
+        ("Document", Text.assemble(plain(row.doc_id, "bold"), "  ", plain(row.title or ""))),
         ("Status", f"{row.status or '?'}  v{row.version or '?'}"),
-        ("Holder", Text(row.holder or "?", style="bold")),
+        ("Holder", plain(row.holder or "?", "bold")),
         ("Held since", stamp(row.held_since, tz) + (ago(row.held_since) if row.held_since else "")),
         ("Workspace copy", _rel(copy.path if copy else None, root)),
         ("Size", f"{size(copy.size)} ({copy.size:,} bytes)" if copy else "—"),
         ("Modified", stamp(copy.mtime, tz) + ago(copy.mtime) if copy else "—"),
     ])
     what = Text.assemble(
-        "\nWhat happens: qms-panel calls ", ("qms_checkin", "bold"), f"({row.doc_id}) as ",
-        (row.holder or "?", "bold"), " over MCP. The server writes the workspace copy into QMS as the "
+        "\nWhat happens: qms-panel calls ", ("qms_checkin", "bold"), "(", plain(row.doc_id), ") as ",
+        plain(row.holder or "?", "bold"), " over MCP. The server writes the workspace copy into QMS as the "
         "draft, marks the document checked in, logs a CHECKIN event and deletes the workspace copy. "
         "If it refuses, nothing changes: its reason is shown and the copy is checked byte for byte.",
     )
     parts: list[Any] = [facts, what]
     if holder_running:
-        parts.append(Text(
-            f"\n{row.holder}'s container is running: if the agent used the server in the last 90 s, the "
-            "server refuses (identity locked). The agent may also still be editing the copy.",
+        parts.append(Text.assemble(
+            "\n", plain(row.holder or "?"), "'s container is running: if the agent used the server in the last "
+            "90 s, the server refuses (identity locked). The agent may also still be editing the copy.",
             style="bold yellow",
         ))
     return Group(*parts)
@@ -331,16 +333,16 @@ def checkin_body(row: Any, now: datetime | None, holder_running: bool, root: Pat
 
 def repair_body(row: Any) -> Group:
     facts = _facts([
-        ("Document", Text.assemble((row.doc_id, "bold"), f"  {row.title or ''}")),
+        ("Document", Text.assemble(plain(row.doc_id, "bold"), "  ", plain(row.title or ""))),
         ("Status", f"{row.status or '?'}  v{row.version or '?'}"),
-        ("Holder", Text(row.holder or "?", style="bold")),
+        ("Holder", plain(row.holder or "?", "bold")),
         ("Workspace copy", Text("missing", style="bold red")),
     ])
     what = Text.assemble(
-        "\nThe meta says checked out to ", (row.holder or "?", "bold"), ", but the workspace copy is gone, "
+        "\nThe meta says checked out to ", plain(row.holder or "?", "bold"), ", but the workspace copy is gone, "
         "so neither checkin nor checkout works (the CLI cannot repair this).\n\nWhat happens: qms-panel "
         "copies the current draft into the holder's workspace, then calls ", ("qms_checkin", "bold"),
-        f"({row.doc_id}) as {row.holder}. The document's content does not change. If the checkin fails, "
-        "the copy is removed again and nothing else changes.",
+        "(", plain(row.doc_id), ") as ", plain(row.holder or "?"), ". The document's content does not change. "
+        "If the checkin fails, the copy is removed again and nothing else changes.",
     )
     return Group(facts, what)

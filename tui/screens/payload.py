@@ -1,17 +1,23 @@
-"""The full payload of one stream line (a JSON-RPC message, a Docker event, an audit record)."""
+"""The full payload of one stream line (a JSON-RPC message, a Docker event, an audit record).
+
+Everything here came from a server, an agent or the engine: it is shown with its control
+characters visible (JSON keeps ``\\u001b``; a C1 control or a bidi override in a string is
+escaped the same way) and never read as markup."""
 
 from __future__ import annotations
 
 from datetime import tzinfo
 
 from rich.syntax import Syntax
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tui.actions import bindings
-from tui.widgets.formats import clock_time
+from core.safe_text import safe_text
+from tui.widgets.formats import clock_time, short
 from tui.widgets.stream import StreamLine
 
 
@@ -34,12 +40,13 @@ class PayloadScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         line = self.line
         with VerticalScroll() as box:
-            box.border_title = f"{line.source} · {line.agent} · {clock_time(line.time, self.tz)}"
+            box.border_title = Text(f"{line.source} · {short(line.agent, 40)} · {clock_time(line.time, self.tz)}")
             box.border_subtitle = "esc closes"
-            yield Static(line.summary, id="payload-summary", markup=False)
+            yield Static(Text(safe_text(line.summary)), id="payload-summary")
             if line.payload is None:
                 yield Static("(no payload)")
             elif isinstance(line.payload, str):
-                yield Static(line.payload, markup=False)
+                yield Static(Text(safe_text(line.payload)))
             else:
-                yield Static(Syntax(line.payload_text(), "json", word_wrap=True, background_color="default"))
+                yield Static(Syntax(safe_text(line.payload_text()), "json", word_wrap=True,
+                                    background_color="default"))

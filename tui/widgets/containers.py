@@ -11,7 +11,7 @@ from textual.message import Message
 from textual.reactive import var
 from textual.widgets import DataTable
 
-from tui.widgets.formats import age
+from tui.widgets.formats import age, plain
 from tui.widgets.pane import Pane
 from tui.widgets.status_bar import EngineState
 
@@ -54,7 +54,7 @@ def mcp_cell(row: Any | None, probe: Any | None) -> Text:
     if probe.ok:
         latency = f" {probe.latency_ms:.0f} ms" if probe.latency_ms is not None else ""
         return Text(f"✓{latency}", style="green")
-    return Text(f"✗ {probe.failure or 'unreachable'}", style="bold red")
+    return plain(f"✗ {probe.failure or 'unreachable'}", "bold red")  # what the container said, all of it
 
 
 class ContainersPane(Pane):

@@ -1,12 +1,21 @@
-"""How the panes write times, ages, sizes and long text.
+"""How the panes write times, ages, sizes and long text, and how they keep hostile text harmless.
 
 Times show in the time zone of the app's clock (so a frozen clock in UTC makes every
 snapshot the same on every machine).
+
+Text from agents, files, containers and servers is shown with every control character visible
+(:mod:`core.safe_text`) and never read as Rich markup: :func:`plain` makes such a string a
+``Text``, :func:`safe_rich` cleans a ``Text`` that was built from one (styles kept), and
+:func:`short` cuts a line to width after making it safe.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, tzinfo
+
+from rich.text import Text
+
+from core.safe_text import is_safe, safe_line, safe_text
 
 
 def clock_time(when: datetime | None, tz: tzinfo | None) -> str:
@@ -67,6 +76,31 @@ def size(n: int | None) -> str:
 
 
 def short(text: object, width: int) -> str:
-    """``text`` on one line, cut to ``width`` cells with an ellipsis."""
-    line = " ".join(str(text).split())
+    """``text`` on one safe line (whitespace folded, controls shown), cut to ``width`` with an ellipsis."""
+    line = safe_line(" ".join(str(text).split()))
     return line if len(line) <= width else line[: max(width - 1, 0)] + "…"
+
+
+def plain(value: object, style: str = "") -> Text:
+    """``value`` as a one-line ``Text``: controls shown visibly, ``[markup]`` shown as written."""
+    return Text(safe_line(value), style=style)
+
+
+def safe_rich(content: str | Text, style: str = "") -> Text:
+    """``content`` as a ``Text`` whose every control character is visible (newlines kept).
+
+    A ``str`` is never read as markup. A ``Text`` keeps its styles: it is cut at every span
+    boundary and each piece is cleaned on its own, so an escape grows in place, in its style."""
+    if isinstance(content, str):
+        return Text(safe_text(content), style=style)
+    if all(is_safe(part) for part in content.plain.split("\n")):
+        return content
+    cuts = sorted({edge for span in content.spans for edge in (span.start, span.end)})
+    pieces = content.divide(cuts) if cuts else [content]
+    clean = Text(style=content.style, justify=content.justify, no_wrap=content.no_wrap, end=content.end)
+    for piece in pieces:
+        part = Text(safe_text(piece.plain))
+        for span in piece.spans:  # each span covers the whole piece: the cuts are at every edge
+            part.stylize(span.style)
+        clean.append_text(part)
+    return clean

@@ -1,4 +1,9 @@
-"""What the table panes share: a bordered box, a notice line, and a table that keeps its cursor."""
+"""What the table panes share: a bordered box, a notice line, and a table that keeps its cursor.
+
+Both are where a pane's text reaches the screen, so both make it safe there: every cell and
+every notice is a ``Text`` with control characters shown visibly, and a ``str`` is never read
+as markup (an agent's file named ``[bold red]x[/]`` shows just so).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
+
+from tui.widgets.formats import plain, safe_rich
 
 Cells = Sequence[str | Text]
 
@@ -40,7 +47,7 @@ class PaneTable(DataTable):
 
         The same keys in the same order only update the cells that changed (cheap); anything else
         rebuilds the table."""
-        new = [(key, tuple(cells)) for key, cells in rows]
+        new = [(key, tuple(plain(c) if isinstance(c, str) else safe_rich(c) for c in cells)) for key, cells in rows]
         if new == self._shown:
             return
         if [k for k, _ in new] == [k for k, _ in self._shown]:
@@ -114,7 +121,7 @@ class Pane(Vertical, can_focus=False):
 
     def set_notice(self, text: str | Text | None, style: str = "") -> None:
         """Show ``text`` above the table (None hides it); unchanged text costs nothing."""
-        content = Text(text, style=style) if isinstance(text, str) else (text or Text())
+        content = safe_rich(text, style) if text else Text()
         if content == self._notice:
             return
         lines = content.plain.count("\n") + 1 if content.plain else 0

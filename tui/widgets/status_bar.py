@@ -51,7 +51,7 @@ def link_text(link: Any | None) -> Text:
 
 def engine_text(engine: EngineState) -> Text:
     if engine.status == "up":
-        return Text.assemble(("● up", "bold green"), (f" {engine.version}" if engine.version else "", ""))
+        return Text.assemble(("● up", "bold green"), (f" {short(engine.version, 24)}" if engine.version else "", ""))
     if engine.status == "down":
         retry = f", retry in {engine.retry_in:.0f} s" if engine.retry_in else ""
         return Text.assemble(("● unreachable", "bold red"), (f"{retry}", "red"))
@@ -83,7 +83,7 @@ class StatusBar(Widget):
             ("qms-panel", "bold"), sep,
             ("MCP ", "bold"), link_text(self.link), sep,
             ("Docker ", "bold"), engine_text(self.engine), sep,
-            (self.project_root, ""),
+            (short(self.project_root, 200), ""),
         )
         width = self.content_region.width
         if clock and width > line.cell_len + len(clock) + 1:

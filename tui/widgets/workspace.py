@@ -11,7 +11,7 @@ from textual.message import Message
 from textual.reactive import var
 from textual.widgets import DataTable
 
-from tui.widgets.formats import short, since
+from tui.widgets.formats import plain, short, since
 from tui.widgets.pane import Pane
 
 STATE_STYLE = {
@@ -86,7 +86,7 @@ class WorkspacePane(Pane):
         status = " ".join(p for p in (row.status or "", f"v{row.version}" if row.version else "") if p)
         style = STATE_STYLE.get(state, "")
         return (
-            Text(row.doc_id, style="bold" if state != "unmanaged" else "italic"),
+            plain(row.doc_id, "bold" if state != "unmanaged" else "italic"),  # a file name: every byte shown
             short(row.title or "", 28),
             status or "—",
             row.holder or "—",

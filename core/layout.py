@@ -151,6 +151,26 @@ class AgentLayout(BaseModel):
         raise KeyError(container_path)
 
 
+def _shared_rules(root: Path, projects_source: str | None) -> list[PathRule]:
+    return [
+        PathRule(container_path="/", access=Access.READ_WRITE, purpose="Agent's home directory (HOME=/)",
+                 mount=MountKind.NONE),
+        PathRule(container_path=str(MCP_CONFIG_PATH), access=Access.BAKED,
+                 purpose="MCP connection configuration", mount=MountKind.NONE, is_file=True),
+        PathRule(container_path=str(PROJECTS_PATH), access=Access.READ_WRITE,
+                 purpose="Clone repos, develop, build, test", mount=MountKind.VOLUME, source=projects_source),
+        PathRule(container_path=str(CONTAINER_ROOT), access=Access.READ_ONLY,
+                 purpose="Production QMS reference", mount=MountKind.BIND, source=str(root)),
+    ]
+
+
+def shared_rules(project_root: Path) -> tuple[PathRule, ...]:
+    """The rows of the matrix that hold whatever agent a container runs (``/projects``: any volume).
+
+    The audit judges a container whose agent it cannot tell by these."""
+    return tuple(_shared_rules(Path(project_root), None))
+
+
 def resolve(
     agent: str,
     project_root: Path,
@@ -163,15 +183,7 @@ def resolve(
     root = Path(project_root)
     user = f".claude/users/{agent}"
     rules = [
-        PathRule(container_path="/", access=Access.READ_WRITE, purpose="Agent's home directory (HOME=/)",
-                 mount=MountKind.NONE),
-        PathRule(container_path=str(MCP_CONFIG_PATH), access=Access.BAKED,
-                 purpose="MCP connection configuration", mount=MountKind.NONE, is_file=True),
-        PathRule(container_path=str(PROJECTS_PATH), access=Access.READ_WRITE,
-                 purpose="Clone repos, develop, build, test", mount=MountKind.VOLUME,
-                 source=projects_volume(container_prefix, agent)),
-        PathRule(container_path=str(CONTAINER_ROOT), access=Access.READ_ONLY,
-                 purpose="Production QMS reference", mount=MountKind.BIND, source=str(root)),
+        *_shared_rules(root, projects_volume(container_prefix, agent)),
         PathRule(container_path=container_path(user, "inbox"), access=Access.READ_ONLY,
                  purpose="Task notifications", mount=MountKind.NONE, source=str(inbox_dir(root, agent))),
         PathRule(container_path=container_path(user, "workspace"), access=Access.READ_WRITE,

@@ -29,7 +29,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -627,12 +627,16 @@ class ContainerManager:
     # --- exec and logs -------------------------------------------------------------------
 
     def exec(self, name_or_id: str, argv: list[str], *, timeout: float = 10, user: str | None = None,
-             stdin: bytes | None = None) -> ExecResult:
+             stdin: bytes | None = None, started: Callable[[], None] | None = None) -> ExecResult:
         """Run ``argv`` in a running container; stdout and stderr together.
 
         ``stdin``, when given, is written to the process's standard input, which is then closed.
         It is the way to hand a process a secret: the engine records an exec's argv (in
         ``docker events`` and the exec's inspect) and its environment (inspect), never its input.
+
+        ``started`` is called once the engine runs the process (its create and start calls are
+        done; what is left is waiting for the output), so a caller can bound the engine calls of
+        many execs without bounding their waits.
 
         After ``timeout`` seconds the output stream is closed and ``timed_out`` set; Docker cannot
         kill an exec'd process, so it runs on until it ends by itself.
@@ -649,6 +653,8 @@ class ContainerManager:
             else:
                 stream = _ExecSocket(api.exec_start(exec_id, socket=True))
                 stream.send(stdin)
+        if started is not None:
+            started()
         chunks: list[bytes] = []
         failure: list[BaseException] = []
         done = threading.Event()

@@ -22,8 +22,10 @@ import ipaddress
 import json
 import re
 import socket
+import threading
 import time
-from collections.abc import Iterable
+from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -46,7 +48,8 @@ Stage = Literal["tcp", "handshake"]
 Failure = Literal["refused", "timeout", "resolve", "unreachable", "http", "no-endpoint", "bad-reply", "probe"]
 
 PROBE_TOOLS = ("python3", "node", "curl", "wget")
-CONCURRENCY = 8  # container checks at once: each holds a thread and two execs on the engine
+EXEC_GRACE = 5.0  # seconds an exec may take beyond the probe's own timeout (a busy engine starts it late)
+CONCURRENCY = 8  # execs being started on the engine at once (more only slows each start on a small machine)
 ACCEPT_BOTH = "application/json, text/event-stream"
 INITIALIZE = {
     "jsonrpc": "2.0", "id": 1, "method": "initialize",
@@ -361,9 +364,39 @@ def parse_probe(output: str) -> _Attempt:
     return _Attempt(ok=False, failure=failure, status_code=status, latency_ms=ms, detail=err.strip() or None)
 
 
+class StartGate:
+    """At most ``n`` execs being started on the engine at once; their waits for output are not bounded.
+
+    A check holds the gate from before its exec's create call until the engine runs the process
+    (``ContainerManager.exec(started=...)``), so a stalled server, which makes every probe wait its
+    timeout, does not make the checks wait for each other.
+    """
+
+    def __init__(self, n: int) -> None:
+        self._slots = threading.BoundedSemaphore(max(1, n))
+
+    @contextmanager
+    def starting(self) -> Iterator[Callable[[], None]]:
+        self._slots.acquire()
+        held = True
+
+        def release() -> None:  # called by exec once started, and on the way out: the first call counts
+            nonlocal held
+            if held:
+                held = False
+                self._slots.release()
+
+        try:
+            yield release
+        finally:
+            release()
+
+
 def check_container(manager: ContainerManager, container_row: ContainerRow, url: str,
-                    transport: TransportName | None = None, timeout: float = 5.0) -> ProbeResult:
+                    transport: TransportName | None = None, timeout: float = 5.0,
+                    gate: StartGate | None = None) -> ProbeResult:
     """Probe ``url`` from inside a running container (blocking: two ``docker exec``, the URL on stdin)."""
+    gate = gate or StartGate(1)
     transport = transport or transport_from_url(url)
     agent = container_row.agent
     target = redact_url(url)
@@ -375,11 +408,17 @@ def check_container(manager: ContainerManager, container_row: ContainerRow, url:
         return ProbeResult(where=agent, target=target, transport=transport, **fields)
 
     try:
-        found = manager.exec(container_row.name, ["sh", "-c", probes.program("detect.sh"), "sh", *PROBE_TOOLS],
-                             timeout=timeout)
+        with gate.starting() as started:
+            found = manager.exec(container_row.name, ["sh", "-c", probes.program("detect.sh"), "sh", *PROBE_TOOLS],
+                                 timeout=timeout + EXEC_GRACE, started=started)
     except QmsPanelError as err:
         return result(ok=False, stage="tcp", failure="probe",
                       diagnosis=f"Cannot run a probe in {container_row.name}: {err}.")
+    if found.timed_out:
+        return result(ok=False, stage="tcp", failure="probe",
+                      diagnosis=f"A probe could not even start in {container_row.name} within "
+                                f"{timeout + EXEC_GRACE:g} s "
+                                f"(a busy engine or container); try again, or with a longer --timeout.")
     tool = found.output.strip().splitlines()[-1].strip() if found.exit_code == 0 and found.output.strip() else None
     if tool not in PROBE_TOOLS:
         return result(ok=False, stage="tcp", failure="probe", detail=found.output.strip() or None,
@@ -387,8 +426,9 @@ def check_container(manager: ContainerManager, container_row: ContainerRow, url:
 
     def probe(probe_url: str, probe_transport: TransportName) -> _Attempt:
         try:
-            run = manager.exec(container_row.name, probe_argv(tool, probe_transport, timeout),
-                               timeout=timeout + 5, stdin=probe_input(probe_url))
+            with gate.starting() as started:
+                run = manager.exec(container_row.name, probe_argv(tool, probe_transport, timeout),
+                                   timeout=timeout + EXEC_GRACE, stdin=probe_input(probe_url), started=started)
         except QmsPanelError as err:
             return _Attempt(ok=False, failure="probe", detail=str(err))
         return parse_probe(run.output)
@@ -422,10 +462,11 @@ async def run_doctor(settings: Settings, manager: ContainerManager, rows: Iterab
     """The host check and one check in each running container of ours, all at once.
 
     ``rows`` are the containers as the caller knows them (the panel's container board); without
-    them the doctor lists the engine once (the command line). At most ``concurrency`` container
-    checks run at a time, each bounded by its own timeouts, beside the host check; so with the
-    server down a run over N containers takes about ``ceil(N / concurrency)`` exec round trips,
-    and with the server stalled about ``ceil(N / concurrency)`` timeouts (one for N <= concurrency).
+    them the doctor lists the engine once (the command line). Every container check runs at the
+    same time as the others and the host check, each bounded by its own timeouts; at most
+    ``concurrency`` execs are being started on the engine at once (:class:`StartGate`). So a run
+    takes about one timeout whether the server is down, stalled or up, plus the engine's time to
+    start ``2 * N`` execs ``concurrency`` at a time.
     """
     if rows is None:
         try:
@@ -436,12 +477,13 @@ async def run_doctor(settings: Settings, manager: ContainerManager, rows: Iterab
     targets = probed_rows(rows)
     url = settings.container_mcp_url
     transport = settings.transport_for(url)
-    limiter = anyio.CapacityLimiter(max(1, concurrency))
+    gate = StartGate(concurrency)
+    limiter = anyio.CapacityLimiter(max(1, len(targets)))  # a thread per check: each mostly waits
     results: list[ProbeResult | None] = [None] * len(targets)
     host: list[ProbeResult] = []
 
     async def check_one(i: int, row: ContainerRow) -> None:
-        results[i] = await anyio.to_thread.run_sync(check_container, manager, row, url, transport, timeout,
+        results[i] = await anyio.to_thread.run_sync(check_container, manager, row, url, transport, timeout, gate,
                                                     limiter=limiter)
 
     async def check_the_host() -> None:

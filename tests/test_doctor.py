@@ -349,30 +349,39 @@ async def test_no_credential_reaches_the_engine_record(sample_project, devserver
 
 
 class CountingManager:
-    """Execs that take a while and count how many run at once (the bound is an edge a fake shows exactly)."""
+    """Execs that take a while to start and to answer, counting how many do each at once (the bound is
+    an edge a fake shows exactly)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.running = self.most = self.calls = 0
+        self.starting = self.most_starting = self.waiting = self.most_waiting = self.calls = 0
 
     def list(self):
         raise AssertionError("the doctor was given its rows")
 
-    def exec(self, name, argv, *, timeout=10, user=None, stdin=None):
+    def _step(self, kind: str, delta: int) -> None:
         with self.lock:
-            self.running += 1
-            self.calls += 1
-            self.most = max(self.most, self.running)
-        time.sleep(0.05)
-        with self.lock:
-            self.running -= 1
+            setattr(self, kind, getattr(self, kind) + delta)
+            setattr(self, f"most_{kind}", max(getattr(self, f"most_{kind}"), getattr(self, kind)))
+
+    def exec(self, name, argv, *, timeout=10, user=None, stdin=None, started=None):
+        if name == "slow":
+            return ExecResult(exit_code=None, output="", timed_out=True)
+        self.calls += 1
+        self._step("starting", 1)
+        time.sleep(0.02)
+        self._step("starting", -1)
+        started()
+        self._step("waiting", 1)
+        time.sleep(0.2)  # a stalled server: the probe waits
+        self._step("waiting", -1)
         if stdin is None:
             return ExecResult(exit_code=0, output="wget\n")
         return ExecResult(exit_code=1, output="QMSPROBE outcome=fail rc=1 ms=1 err=wget: can't connect: "
                                               "Connection refused")
 
 
-async def test_container_checks_run_at_once_within_the_bound(project_root):
+async def test_container_checks_wait_together_and_start_within_the_bound(project_root):
     settings = Settings(project_root=project_root, mcp_url=f"http://127.0.0.1:{closed_port()}/sse")
     rows = [ContainerRow(agent=f"a{i}", id=f"{i:064d}", name=f"qms-agent-a{i}", state="running", image="x")
             for i in range(20)]
@@ -381,4 +390,12 @@ async def test_container_checks_run_at_once_within_the_bound(project_root):
     report = await run_doctor(settings, manager, rows, concurrency=4)
     assert [r.where for r in report.containers] == [f"a{i}" for i in range(20)]  # in order; never the unmanaged one
     assert all(r.failure == "refused" for r in report.containers) and not report.ok
-    assert manager.calls == 40 and manager.most == 4
+    assert manager.calls == 40 and manager.most_starting == 4
+    assert manager.most_waiting > 4  # the waits overlap beyond the bound: a stalled server costs one timeout
+
+
+async def test_a_probe_that_cannot_start_in_time_is_not_called_a_missing_tool(project_root):
+    settings = Settings(project_root=project_root)
+    row = ContainerRow(agent="slow", id="s" * 64, name="slow", state="running", image="x")
+    [result] = (await run_doctor(settings, CountingManager(), [row], timeout=1)).containers
+    assert result.failure == "probe" and result.diagnosis.startswith("A probe could not even start in slow within 6 s")

@@ -407,8 +407,9 @@ def _check_extra(mount: MountInfo, probe: PathProbe | None, outcome: ProbeOutcom
         finding.add(Verdict.PROBE_FAILED, Severity.HIGH, f"probe file {dest}/{outcome.probe_name} could not be removed")
 
 
-def _check_capabilities(detail: ContainerDetail, outcome: ProbeOutcome | None, finding: _Finding) -> list[str]:
-    """Judge the capabilities (the probe's bounding set when it ran, else inspect's); returns that set."""
+def _check_capabilities(detail: ContainerDetail, outcome: ProbeOutcome | None, finding: _Finding) -> list[str] | None:
+    """Judge the capabilities (the probe's bounding set when it ran, else inspect's); returns the
+    bounding set the probe saw (None: not seen)."""
     launched = launch_capabilities(detail)
     seen = capability_names(outcome.cap_bounding) if outcome and outcome.cap_bounding is not None else None
     actual = set(seen) if seen is not None else set(CAPABILITY_BITS if launched == ["ALL"] else launched)
@@ -430,7 +431,7 @@ def _check_capabilities(detail: ContainerDetail, outcome: ProbeOutcome | None, f
                   for o in detail.security_opt)
     if not nnp:
         finding.add(Verdict.DRIFT, Severity.LOW, "no-new-privileges is off (setuid binaries can raise privileges)")
-    return seen if seen is not None else []
+    return seen
 
 
 # --- audits --------------------------------------------------------------------------------
@@ -535,7 +536,8 @@ def _audit_rows(manager: ContainerManager, settings: Settings, row: ContainerRow
         rows.append(make(dest, None, mount_fact(mount), _probe_fact(found, outcome), finding))
     finding = _Finding(probed=probe)
     seen = _check_capabilities(detail, None if outcome.failure else outcome, finding)
-    fact = ProbeFact(status=ProbeStatus.SEEN, values=seen) if seen else _probe_fact(None, outcome)
+    fact = (ProbeFact(status=ProbeStatus.CAPABILITIES, values=seen) if seen is not None
+            else _probe_fact(None, outcome))
     rows.append(make(CAPS_ROW, Access.LAUNCH, MountFact(kind="launch", values=launch_capabilities(detail)), fact,
                      finding))
     return rows, outcome

@@ -70,7 +70,8 @@ class ProbeStatus(StrEnum):
     NO_ANSWER = "no answer"
     ABSENT = "absent"
     FOUND = "found"  # a directory or file; see read / write
-    SEEN = "seen"  # a value the shell saw: HOME (``value``) or the capability bounding set (``values``)
+    SEEN = "seen"  # HOME as the shell saw it (``value``)
+    CAPABILITIES = "capabilities"  # the capability bounding set the probe saw (``values``)
 
 
 class ProbeFact(BaseModel):
@@ -92,9 +93,9 @@ class ProbeFact(BaseModel):
             return f"not run ({self.error})"
         if self.status in (ProbeStatus.NO_ANSWER, ProbeStatus.ABSENT):
             return self.status.value
+        if self.status is ProbeStatus.CAPABILITIES:
+            return "bounding set " + (" ".join(self.values) or "empty")
         if self.status is ProbeStatus.SEEN:
-            if self.values:
-                return "bounding set " + " ".join(self.values)
             return "sh: HOME unset" if self.value is None else f"sh: HOME={self.value}"
         read = "read ok" if self.read else "read refused"
         if self.kind == "file":

@@ -34,10 +34,10 @@ def mounted_brief(mount: MountFact) -> str:
 
 def probe_brief(probe: ProbeFact) -> str:
     """The live probe in a word: writable, read-only, readable, absent, not run, HOME=/, +NET_RAW."""
+    if probe.status is ProbeStatus.CAPABILITIES:
+        extra = sorted(set(probe.values) - set(AGENT_CAPABILITIES))
+        return "+" + ",".join(extra) if extra else "as set"
     if probe.status is ProbeStatus.SEEN:
-        if probe.values:
-            extra = sorted(set(probe.values) - set(AGENT_CAPABILITIES))
-            return "+" + ",".join(extra) if extra else "as set"
         return "HOME unset" if probe.value is None else safe_line(f"HOME={probe.value}")
     if probe.status is not ProbeStatus.FOUND:
         return probe.status.value

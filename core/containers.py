@@ -5,8 +5,11 @@ API through a :class:`ContainerManager`). Methods are blocking (the TUI runs the
 workers) except :meth:`ContainerManager.logs`, an async iterator. They return plain pydantic
 models and raise only :class:`~core.errors.QmsPanelError` subclasses.
 
-A container is *managed* when it carries ``qms-panel.managed=true``; qms-panel never replaces,
-stops or removes a container without that label. Every path comes from :mod:`core.layout`.
+A container is *ours* when it carries ``qms-panel.managed=true`` **and** ``qms-panel.project-root``
+equal to this manager's resolved project root; qms-panel never replaces, restarts, stops, starts,
+removes or reads the logs of any other container (another project's refusal names that project).
+A row's ``managed`` says "ours". Every path, and the capability set a launch keeps, comes from
+:mod:`core.layout`.
 
 Cost of :meth:`ContainerManager.list`: one ``GET /containers/json?all=1``. The start time and
 the engine's restart count are not in that answer; they come from an inspect of each listed
@@ -23,9 +26,10 @@ saw on its event stream (``docker restart`` from outside) since it was created.
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +37,7 @@ from typing import Any, Literal
 import docker
 import docker.errors
 from docker.types import Mount
+from docker.utils.socket import frames_iter
 from pydantic import BaseModel
 
 from core import layout
@@ -45,7 +50,16 @@ from core.engine import (
     engine_errors,
     target_from_env,
 )
-from core.errors import ContainerNotFound, ImageMissing, MountSourceMissing, NameConflict, NotManaged, ProjectError
+from core.errors import (
+    ContainerNotFound,
+    ImageMissing,
+    MountSourceMissing,
+    NameConflict,
+    NotManaged,
+    OtherProject,
+    ProjectError,
+)
+from core.safe_text import safe_line
 from core.settings import AGENT_ID_RE, Settings, check_agent_id
 
 __all__ = [
@@ -76,12 +90,18 @@ class ContainerRow(BaseModel):
     restart_count: int = 0
     image: str
     exit_code: int | None = None  # only when exited or dead
-    managed: bool = True
+    managed: bool = True  # ours: made by qms-panel for this project root
+    owner_root: str | None = None  # made by qms-panel for another project root (that root)
     status_text: str = ""
 
     def summary(self) -> str:
         """One line for the command line: name, short id, state, image."""
-        flag = "" if self.managed else ", NOT made by qms-panel"
+        if self.managed:
+            flag = ""
+        elif self.owner_root is not None:
+            flag = f", belongs to the qms-panel project at {safe_line(self.owner_root)}"
+        else:
+            flag = ", NOT made by qms-panel"
         return f"{self.name} ({self.id[:12]}): {self.status_text or self.state}, image {self.image}{flag}"
 
 
@@ -99,7 +119,8 @@ class ContainerDetail(BaseModel):
     id: str
     name: str
     agent: str
-    managed: bool
+    managed: bool  # ours (see ContainerRow.managed)
+    owner_root: str | None = None
     state: State
     image: str
     hostname: str
@@ -110,6 +131,10 @@ class ContainerDetail(BaseModel):
     command: list[str]
     tty: bool
     open_stdin: bool
+    cap_add: list[str] = []  # as the engine reports them (``CAP_NET_RAW`` or ``NET_RAW``)
+    cap_drop: list[str] = []
+    privileged: bool = False
+    security_opt: list[str] = []
     started_at: datetime | None = None
     exit_code: int | None = None
     health: str | None = None
@@ -249,6 +274,27 @@ class ContainerManager:
         return {**self.extra_labels, LABEL_MANAGED: "true", LABEL_AGENT: agent,
                 LABEL_PROJECT_ROOT: str(self.project_root)}
 
+    def is_ours(self, labels: dict | None) -> bool:
+        """Made by qms-panel (the managed label) for this project root (the project-root label)."""
+        return _is_managed(labels) and (labels or {}).get(LABEL_PROJECT_ROOT) == str(self.project_root)
+
+    def _owner_root(self, labels: dict | None) -> str | None:
+        """The project root of a container (or volume) qms-panel made for another project, else None."""
+        if not _is_managed(labels) or self.is_ours(labels):
+            return None
+        return (labels or {}).get(LABEL_PROJECT_ROOT) or ""
+
+    def _whose(self, labels: dict | None) -> str | None:
+        """Why a container or volume is not ours, as a clause ("qms-panel did not make it"); None if ours."""
+        if self.is_ours(labels):
+            return None
+        root = self._owner_root(labels)
+        if root is None:
+            return f"qms-panel did not make it (no {LABEL_MANAGED} label)"
+        if not root:
+            return f"it has no {LABEL_PROJECT_ROOT} label, so it belongs to no known project"
+        return f"it belongs to the qms-panel project at {safe_line(root)}"
+
     def _inspect_name(self, name: str) -> dict | None:
         """Inspect data of the container called exactly ``name``, or None."""
         try:
@@ -258,21 +304,36 @@ class ContainerManager:
         return attrs if attrs.get("Name", "").lstrip("/") == name else None
 
     def _own(self, agent: str, doing: str) -> dict:
-        """Inspect data of ``agent``'s container; refuse when absent or not made by qms-panel."""
+        """Inspect data of ``agent``'s container; refuse when absent or not ours (see the module docstring)."""
         name = self.container_name(agent)
         attrs = self._inspect_name(name)
         if attrs is None:
             raise ContainerNotFound(f"no container {name} for agent {agent!r} on {self.endpoint} "
                                     f"(launch it: qms-panel launch {agent})")
-        if not _is_managed(attrs["Config"].get("Labels")):
-            raise NotManaged(f"{name} exists but qms-panel did not make it (no {LABEL_MANAGED} label); "
-                             f"qms-panel never {doing} containers it did not make")
+        labels = attrs["Config"].get("Labels")
+        root = self._owner_root(labels)
+        if root:
+            raise OtherProject(f"{name} belongs to the qms-panel project at {safe_line(root)}; qms-panel never "
+                               f"{doing} another project's containers (run it from that project, or give this "
+                               f"one another --container-prefix)")
+        if not self.is_ours(labels):
+            raise NotManaged(f"{name} exists but {self._whose(labels)}; qms-panel never {doing} "
+                             f"containers it did not make for this project")
         return attrs
+
+    def check_ours(self, agent: str, doing: str) -> ContainerRow:
+        """The row of ``agent``'s container if it is ours; else the refusal ``restart`` would give.
+
+        ``doing`` words the refused action ("attaches to"). For callers that act on the container
+        through other means (``attach`` runs the docker CLI).
+        """
+        with engine_errors(self.endpoint):
+            return self._row(self._own(agent, doing))
 
     def agent_of(self, name: str, labels: dict | None) -> str:
         """The agent a container serves: its label, else its name minus the prefix, else its name."""
         labels = labels or {}
-        if _is_managed(labels) and labels.get(LABEL_AGENT):
+        if self.is_ours(labels) and labels.get(LABEL_AGENT):
             return labels[LABEL_AGENT]
         prefix = self.settings.container_prefix
         rest = name[len(prefix):] if name.startswith(prefix) else ""
@@ -297,9 +358,9 @@ class ContainerManager:
             existing = self._inspect_name(name)
             if existing is not None:
                 raise NameConflict(self._conflict_detail(name, existing))
-            volume_ours = self._volume_owner(volume)
+            volume_ours, volume_whose = self._volume_owner(volume)
             if volume_ours is False:
-                raise NameConflict(f"a volume named {volume} exists and qms-panel did not make it; "
+                raise NameConflict(f"a volume named {volume} exists and {volume_whose}; "
                                    "qms-panel will not mount it at /projects (remove or rename it yourself)")
             if not self.image_exists(image):
                 raise ImageMissing(f"image {image!r} is not on the engine at {self.endpoint}; {IMAGE_HINT}")
@@ -313,7 +374,9 @@ class ContainerManager:
                 if volume_ours is None:
                     api.create_volume(volume, labels=self._labels(agent))
                     made_volume = True
-                host_config = api.create_host_config(mounts=_mounts(plan), extra_hosts=HOST_GATEWAY)
+                host_config = api.create_host_config(
+                    mounts=_mounts(plan), extra_hosts=HOST_GATEWAY, cap_drop=["ALL"],
+                    cap_add=sorted(layout.AGENT_CAPABILITIES), security_opt=list(layout.SECURITY_OPTIONS))
                 created = api.create_container(
                     image, command=command, name=name, hostname=agent, labels=self._labels(agent),
                     environment={"HOME": layout.HOME, "QMS_USER": agent}, stdin_open=True, tty=True,
@@ -339,20 +402,21 @@ class ContainerManager:
     def _conflict_detail(self, name: str, attrs: dict) -> str:
         labels = attrs["Config"].get("Labels") or {}
         state = attrs["State"].get("Status", "?")
-        if not _is_managed(labels):
-            return (f"a container named {name} ({state}) exists and qms-panel did not make it; "
+        if not self.is_ours(labels):
+            return (f"a container named {name} ({state}) exists and {self._whose(labels)}; "
                     "qms-panel never replaces it: rename or remove it yourself, or use another --container-prefix")
         agent = labels.get(LABEL_AGENT, "?")
         return (f"{name} already exists ({state}); use `qms-panel start {agent}` or `restart {agent}`, "
                 f"or `remove {agent}` then launch again (the /projects volume is kept)")
 
-    def _volume_owner(self, volume: str) -> bool | None:
-        """None if ``volume`` does not exist, else whether qms-panel made it."""
+    def _volume_owner(self, volume: str) -> tuple[bool | None, str | None]:
+        """(None, None) if ``volume`` does not exist, else whether it is ours and, if not, why not."""
         try:
             attrs = self.client.api.inspect_volume(volume)
         except docker.errors.NotFound:
-            return None
-        return _is_managed(attrs.get("Labels"))
+            return None, None
+        whose = self._whose(attrs.get("Labels"))
+        return whose is None, whose
 
     def _undo_launch(self, container_id: str | None, volume: str | None, made_dirs: list[Path]) -> None:
         api = self.client.api if self._client is not None else None
@@ -408,15 +472,16 @@ class ContainerManager:
         with engine_errors(self.endpoint):
             name = self.container_name(agent)
             attrs = self._inspect_name(name)
-            volume_ours = self._volume_owner(volume) if remove_volume else None
+            if attrs is not None:
+                self._own(agent, "removes")
+            volume_ours, volume_whose = self._volume_owner(volume) if remove_volume else (None, None)
             if volume_ours is False:
-                raise NotManaged(f"volume {volume} exists but qms-panel did not make it; it is left alone")
+                raise NotManaged(f"volume {volume} exists but {volume_whose}; it is left alone")
             has_volume = bool(volume_ours)
             if attrs is None and not has_volume:
                 raise ContainerNotFound(f"no container {name} for agent {agent!r} on {self.endpoint}"
                                         + (f" and no volume {volume}" if remove_volume else ""))
             if attrs is not None:
-                self._own(agent, "removes")
                 self.client.api.remove_container(attrs["Id"], force=True)
             if has_volume:
                 self.client.api.remove_volume(volume)
@@ -424,22 +489,21 @@ class ContainerManager:
     # --- reading state -------------------------------------------------------------------
 
     def list(self) -> list[ContainerRow]:
-        """Managed containers of this project, plus unmanaged ones that bind-mount the project root."""
+        """Our containers, plus (not ours) any that bind-mount the project root or a path under it and
+        another project's that carry this project's container prefix (they hold our names)."""
         with engine_errors(self.endpoint):
             summaries = self.client.api.containers(all=True)
             rows = []
             for s in summaries:
                 labels = s.get("Labels") or {}
-                if _is_managed(labels):
-                    if labels.get(LABEL_PROJECT_ROOT) != str(self.project_root):
+                ours = self.is_ours(labels)
+                if not ours and not self.mounts_project(s.get("Mounts") or []):
+                    names = [n.lstrip("/") for n in s.get("Names") or []]
+                    if not (_is_managed(labels) and any(n.startswith(self.settings.container_prefix) for n in names)):
                         continue
-                    managed = True
-                elif self.mounts_project(s.get("Mounts") or []):
-                    managed = False
-                else:
-                    continue
-                row = self._row_from_summary(s, managed)
+                row = self._row_from_summary(s, ours)
                 if row is not None:
+                    row.owner_root = self._owner_root(labels)
                     rows.append(row)
         return sorted(rows, key=lambda r: (not r.managed, r.name))
 
@@ -472,10 +536,13 @@ class ContainerManager:
                             rw=bool(m.get("RW")), volume_name=m.get("Name")) for m in a.get("Mounts") or []]
         return ContainerDetail(
             id=a["Id"], name=name, agent=self.agent_of(name, cfg.get("Labels")),
-            managed=_is_managed(cfg.get("Labels")), state=st["Status"], image=cfg.get("Image", ""),
+            managed=self.is_ours(cfg.get("Labels")), owner_root=self._owner_root(cfg.get("Labels")),
+            state=st["Status"], image=cfg.get("Image", ""),
             hostname=cfg.get("Hostname", ""), env=env, labels=cfg.get("Labels") or {}, mounts=mounts,
             extra_hosts=list(host.get("ExtraHosts") or []),
             command=list(cfg.get("Cmd") or []), tty=bool(cfg.get("Tty")), open_stdin=bool(cfg.get("OpenStdin")),
+            cap_add=list(host.get("CapAdd") or []), cap_drop=list(host.get("CapDrop") or []),
+            privileged=bool(host.get("Privileged")), security_opt=list(host.get("SecurityOpt") or []),
             started_at=parse_time(st.get("StartedAt")), exit_code=_exit_of(st), health=_health_of(st))
 
     def _row(self, attrs: dict) -> ContainerRow:
@@ -491,8 +558,8 @@ class ContainerManager:
         return ContainerRow(
             agent=self.agent_of(name, labels), id=attrs["Id"], name=name, state=st["Status"], health=health,
             started_at=facts.started_at, restart_count=self._restart_count(attrs["Id"], facts),
-            image=cfg.get("Image", ""), exit_code=exit_code, managed=_is_managed(labels),
-            status_text=status + (f" ({health})" if health else ""))
+            image=cfg.get("Image", ""), exit_code=exit_code, managed=self.is_ours(labels),
+            owner_root=self._owner_root(labels), status_text=status + (f" ({health})" if health else ""))
 
     def _row_from_summary(self, s: dict, managed: bool) -> ContainerRow | None:
         """A row from list data; inspect only when the cache cannot answer (None if it vanished)."""
@@ -559,8 +626,17 @@ class ContainerManager:
 
     # --- exec and logs -------------------------------------------------------------------
 
-    def exec(self, name_or_id: str, argv: list[str], *, timeout: float = 10, user: str | None = None) -> ExecResult:
+    def exec(self, name_or_id: str, argv: list[str], *, timeout: float = 10, user: str | None = None,
+             stdin: bytes | None = None, started: Callable[[], None] | None = None) -> ExecResult:
         """Run ``argv`` in a running container; stdout and stderr together.
+
+        ``stdin``, when given, is written to the process's standard input, which is then closed.
+        It is the way to hand a process a secret: the engine records an exec's argv (in
+        ``docker events`` and the exec's inspect) and its environment (inspect), never its input.
+
+        ``started`` is called once the engine runs the process (its create and start calls are
+        done; what is left is waiting for the output), so a caller can bound the engine calls of
+        many execs without bounding their waits.
 
         After ``timeout`` seconds the output stream is closed and ``timed_out`` set; Docker cannot
         kill an exec'd process, so it runs on until it ends by itself.
@@ -568,10 +644,17 @@ class ContainerManager:
         with engine_errors(self.endpoint):
             api = self.client.api
             try:
-                exec_id = api.exec_create(name_or_id, argv, stdout=True, stderr=True, user=user or "")["Id"]
+                exec_id = api.exec_create(name_or_id, argv, stdout=True, stderr=True, stdin=stdin is not None,
+                                          user=user or "")["Id"]
             except docker.errors.NotFound:
                 raise ContainerNotFound(f"no container {name_or_id!r} on {self.endpoint}") from None
-            stream = api.exec_start(exec_id, stream=True)
+            if stdin is None:
+                stream = api.exec_start(exec_id, stream=True)
+            else:
+                stream = _ExecSocket(api.exec_start(exec_id, socket=True))
+                stream.send(stdin)
+        if started is not None:
+            started()
         chunks: list[bytes] = []
         failure: list[BaseException] = []
         done = threading.Event()
@@ -611,20 +694,41 @@ class ContainerManager:
         """Lines of ``agent``'s container log (the last ``tail``; then new ones if ``follow``).
 
         The blocking SDK stream is read in a thread; cancelling the consumer (or closing this
-        generator) closes the stream.
+        generator) closes the stream. Only our containers' logs are read (see the module docstring).
         """
-        name = self.container_name(agent)
+        check_agent_id(agent)
 
         def open_stream() -> Any:
             with engine_errors(self.endpoint):
-                attrs = self._inspect_name(name)
-                if attrs is None:
-                    raise ContainerNotFound(f"no container {name} for agent {agent!r} on {self.endpoint}")
+                attrs = self._own(agent, "reads the logs of")
                 return self.client.api.logs(attrs["Id"], stream=True, follow=follow, tail=tail)
 
         async with ThreadedStream(open_stream, transform=_lines, name=f"docker-logs-{agent}") as lines:
             async for line in lines:
                 yield line
+
+
+class _ExecSocket:
+    """The hijacked connection of an exec with stdin: write the input, half-close, read the output."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        raw = getattr(sock, "_sock", sock)  # a unix socket's SocketIO wraps the socket
+        self._raw = raw
+
+    def send(self, data: bytes) -> None:
+        self._raw.sendall(data)
+        if hasattr(self._raw, "shutdown_write"):  # an ssh channel
+            self._raw.shutdown_write()
+        else:
+            self._raw.shutdown(socket.SHUT_WR)
+
+    def __iter__(self) -> Iterator[bytes]:
+        for _stream, data in frames_iter(self.sock, tty=False):
+            yield data
+
+    def close(self) -> None:
+        close_quietly(self.sock)
 
 
 def _is_managed(labels: dict | None) -> bool:

@@ -2,9 +2,12 @@
 
 Host check: a TCP connect, then the transport's handshake (the SSE ``endpoint`` event, or a
 streamable-HTTP ``initialize`` POST), with latency. Container check: ``docker exec`` (only
-through :meth:`ContainerManager.exec`) of a probe written for whatever the container has,
-python3, node, curl or wget in that order; each prints one ``QMSPROBE`` line with the
-outcome, the HTTP status and its own latency measurement.
+through :meth:`ContainerManager.exec`) of a probe program (:mod:`core.probes`) for whatever the
+container has, python3, node, curl or wget in that order; each prints one ``QMSPROBE`` line
+with the outcome, the HTTP status and its own latency measurement. The URL, which may carry
+credentials, reaches the probe on its standard input: the engine records an exec's argv in
+``docker events`` and its environment in the exec's inspect, but never its input. The checks
+of all containers run at once (a bounded number at a time) beside the host check.
 
 Every failure gets one plain sentence: connection refused; the server listening only on
 127.0.0.1, which containers cannot reach through Linux's host-gateway (seen in
@@ -19,24 +22,34 @@ import ipaddress
 import json
 import re
 import socket
+import threading
 import time
+from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import httpx
 from pydantic import BaseModel
 
+from core import probes
 from core.errors import EngineError, QmsPanelError
-from core.mcp_stream import redact_url
+from core.mcp_stream import redact_text, redact_url
 from core.settings import transport_from_url
+
+if TYPE_CHECKING:
+    from core.containers import ContainerManager, ContainerRow
+    from core.settings import Settings
 
 TransportName = Literal["sse", "streamable-http"]
 Stage = Literal["tcp", "handshake"]
 Failure = Literal["refused", "timeout", "resolve", "unreachable", "http", "no-endpoint", "bad-reply", "probe"]
 
 PROBE_TOOLS = ("python3", "node", "curl", "wget")
+EXEC_GRACE = 5.0  # seconds an exec may take beyond the probe's own timeout (a busy engine starts it late)
+CONCURRENCY = 8  # execs being started on the engine at once (more only slows each start on a small machine)
 ACCEPT_BOTH = "application/json, text/event-stream"
 INITIALIZE = {
     "jsonrpc": "2.0", "id": 1, "method": "initialize",
@@ -291,131 +304,24 @@ async def check_host(url: str, transport: TransportName | None = None, timeout: 
 
 # --- container check -------------------------------------------------------------------------
 
-_DETECT = "for t in " + " ".join(PROBE_TOOLS) + "; do command -v $t >/dev/null 2>&1 && { echo $t; exit 0; }; done; exit 127"
-
-# sh -c _SHELL_PROBE sh URL TIMEOUT TOOL MODE BODY ACCEPT. The fetch runs in the background
-# writing to a temporary file while the shell polls it, so the probe ends as soon as the handshake
-# is seen (an SSE stream never ends by itself) and always by its deadline (docker cannot kill an
-# exec'd process). Without a writable $TMPDIR it reads the fetch through a pipe under timeout(1)
-# instead, which always lasts the full timeout on SSE.
-_SHELL_PROBE = r'''
-u=$1; t=$2; tool=$3; mode=$4; body=$5; accept=$6
-now() { n=$(date +%s%N 2>/dev/null); case "$n" in *N*|'') read up rest < /proc/uptime; echo $(( ${up%.*}${up#*.} * 10 ));; *) echo $(( n / 1000000 ));; esac; }
-if [ "$tool" = curl ]; then
-  if [ "$mode" = sse ]; then set -- curl -sS -f -N -m "$t" -H 'Accept: text/event-stream' "$u"
-  else set -- curl -sS -f -N -m "$t" -H 'Content-Type: application/json' -H "Accept: $accept" --data-binary "$body" "$u"; fi
-else
-  if [ "$mode" = sse ]; then set -- wget -q -O - --header 'Accept: text/event-stream' "$u"
-  else set -- wget -q -O - --header 'Content-Type: application/json' --header "Accept: $accept" --post-data "$body" "$u"; fi
-fi
-t0=$(now); end=$(( t0 + t * 1000 ))
-out=${TMPDIR:-/tmp}/.qmsprobe.$$; err=$out.err
-if ! ( : > "$out" && : > "$err" ) 2>/dev/null; then  # a subshell: a failed redirection ends a shell
-  timeout "$t" "$@" 2>&1 | { ev=; txt=; while IFS= read -r line; do
-      case "$mode:$line" in
-        sse:event:*endpoint*) ev=1;;
-        sse:data:*) if [ -n "$ev" ]; then echo "QMSPROBE outcome=ok status=200 ms=$(( $(now) - t0 ))"; exit 0; fi;;
-        post:*'"result"'*) echo "QMSPROBE outcome=ok status=200 ms=$(( $(now) - t0 ))"; exit 0;;
-      esac
-      txt="$txt $line"
-    done
-    if [ -z "$txt" ]; then echo "QMSPROBE outcome=timeout ms=$(( $(now) - t0 ))"; else echo "QMSPROBE outcome=fail ms=$(( $(now) - t0 )) err=$txt"; fi
-    exit 1; }
-  exit $?
-fi
-"$@" > "$out" 2> "$err" &
-pid=$!
-seen() { if [ "$mode" = sse ]; then grep -q '^event: *endpoint' "$out" && grep -q '^data:' "$out"; else grep -q '"result"' "$out"; fi; }
-finish() { rm -f "$out" "$err"; exit "$1"; }
-while :; do
-  if seen; then ms=$(( $(now) - t0 )); kill $pid 2>/dev/null; echo "QMSPROBE outcome=ok status=200 ms=$ms"; finish 0; fi
-  if ! kill -0 $pid 2>/dev/null; then
-    wait $pid; rc=$?; ms=$(( $(now) - t0 ))
-    if seen; then echo "QMSPROBE outcome=ok status=200 ms=$ms"; finish 0; fi
-    echo "QMSPROBE outcome=fail rc=$rc ms=$ms err=$(tr '\n' ' ' < "$err") $(head -c 200 "$out" | tr '\n' ' ')"; finish 1
-  fi
-  if [ "$(now)" -ge "$end" ]; then kill $pid 2>/dev/null; echo "QMSPROBE outcome=timeout ms=$(( $(now) - t0 ))"; finish 1; fi
-  sleep 0.02 2>/dev/null || sleep 1
-done
-'''
-
-_PYTHON_PROBE = r'''
-import http.client, json, socket, sys, time, urllib.parse
-url, timeout, mode, body, accept = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-p = urllib.parse.urlsplit(url)
-path = (p.path or "/") + ("?" + p.query if p.query else "")
-t0 = time.monotonic()
-def out(outcome, status="", err=""):
-    print("QMSPROBE outcome=%s status=%s ms=%d err=%s" % (outcome, status, (time.monotonic() - t0) * 1000, " ".join(str(err).split())))
-    sys.exit(0 if outcome == "ok" else 1)
-cls = http.client.HTTPSConnection if p.scheme == "https" else http.client.HTTPConnection
-try:
-    c = cls(p.hostname, p.port or (443 if p.scheme == "https" else 80), timeout=timeout)
-    if mode == "sse":
-        c.request("GET", path, headers={"Accept": "text/event-stream"})
-    else:
-        c.request("POST", path, body=body.encode(), headers={"Content-Type": "application/json", "Accept": accept})
-    r = c.getresponse()
-    if r.status != 200:
-        out("fail", r.status, "HTTP %d %s" % (r.status, r.reason))
-    if mode == "sse":
-        event = ""
-        while time.monotonic() - t0 < timeout:
-            line = r.readline().decode("utf-8", "replace").strip()
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:") and event == "endpoint":
-                out("ok", 200)
-            elif not line and r.isclosed():
-                break
-        out("no-endpoint", 200, "no endpoint event")
-    text = r.read(65536).decode("utf-8", "replace")
-    out("ok" if '"result"' in text else "bad-reply", 200, text[:200])
-except ConnectionRefusedError as e:
-    out("fail", "", "Connection refused: %s" % e)
-except socket.gaierror as e:
-    out("fail", "", "bad address: %s" % e)
-except (socket.timeout, TimeoutError) as e:
-    out("timeout", "", e)
-except OSError as e:
-    out("fail", "", e)
-'''
-
-_NODE_PROBE = r'''
-const [url, timeout, mode, body, accept] = process.argv.slice(1);
-const lib = url.startsWith("https:") ? require("https") : require("http");
-const t0 = Date.now();
-function out(outcome, status, err) {
-  console.log(`QMSPROBE outcome=${outcome} status=${status || ""} ms=${Date.now() - t0} err=${String(err || "").replace(/\s+/g, " ")}`);
-  process.exit(outcome === "ok" ? 0 : 1);
-}
-setTimeout(() => out("timeout"), Number(timeout) * 1000);
-const headers = mode === "sse" ? {Accept: "text/event-stream"} : {"Content-Type": "application/json", Accept: accept};
-const req = lib.request(url, {method: mode === "sse" ? "GET" : "POST", headers}, (res) => {
-  if (res.statusCode !== 200) out("fail", res.statusCode, `HTTP ${res.statusCode} ${res.statusMessage}`);
-  let text = "";
-  res.on("data", (chunk) => {
-    text += chunk;
-    if (mode === "sse" ? /^event: *endpoint\s*\r?\ndata:/m.test(text) : text.includes('"result"')) out("ok", 200);
-  });
-  res.on("end", () => out(mode === "sse" ? "no-endpoint" : "bad-reply", 200, text.slice(0, 200)));
-});
-req.on("error", (e) => out(e.code === "ETIMEDOUT" ? "timeout" : "fail", "", `${e.code || ""} ${e.message}`));
-if (mode !== "sse") req.write(body);
-req.end();
-'''
-
-
-def probe_argv(tool: str, url: str, transport: TransportName, timeout: float) -> list[str]:
-    """The command that probes ``url`` with ``tool`` and prints one QMSPROBE line."""
+def probe_argv(tool: str, transport: TransportName, timeout: float) -> list[str]:
+    """The command that probes with ``tool`` and prints one QMSPROBE line; the URL goes on its
+    standard input (:func:`probe_input`), never in this argv (the engine records an exec's argv)."""
     mode = "sse" if transport == "sse" else "post"
     body = json.dumps(INITIALIZE, separators=(",", ":"))
     secs = str(max(1, round(timeout)))
     if tool == "python3":
-        return ["python3", "-c", _PYTHON_PROBE, url, secs, mode, body, ACCEPT_BOTH]
+        return ["python3", "-c", probes.program("fetch.py"), secs, mode, body, ACCEPT_BOTH]
     if tool == "node":
-        return ["node", "-e", _NODE_PROBE, url, secs, mode, body, ACCEPT_BOTH]
-    return ["sh", "-c", _SHELL_PROBE, "sh", url, secs, tool, mode, body, ACCEPT_BOTH]
+        return ["node", "-e", probes.program("fetch.js"), secs, mode, body, ACCEPT_BOTH]
+    return ["sh", "-c", probes.program("fetch.sh"), "sh", secs, tool, mode, body, ACCEPT_BOTH]
+
+
+def probe_input(url: str) -> bytes:
+    """What a probe program reads on its standard input: the URL, one line."""
+    if "\n" in url or "\r" in url:
+        raise ValueError("a URL has no line breaks")
+    return url.encode() + b"\n"
 
 
 _PROBE_LINE = re.compile(r"QMSPROBE (?P<fields>.*)$", re.MULTILINE)
@@ -458,21 +364,61 @@ def parse_probe(output: str) -> _Attempt:
     return _Attempt(ok=False, failure=failure, status_code=status, latency_ms=ms, detail=err.strip() or None)
 
 
-def check_container(manager: Any, container_row: Any, url: str, transport: TransportName | None = None,
-                    timeout: float = 5.0) -> ProbeResult:
-    """Probe ``url`` from inside a running container (blocking: docker exec)."""
+class StartGate:
+    """At most ``n`` execs being started on the engine at once; their waits for output are not bounded.
+
+    A check holds the gate from before its exec's create call until the engine runs the process
+    (``ContainerManager.exec(started=...)``), so a stalled server, which makes every probe wait its
+    timeout, does not make the checks wait for each other.
+    """
+
+    def __init__(self, n: int) -> None:
+        self._slots = threading.BoundedSemaphore(max(1, n))
+
+    @contextmanager
+    def starting(self) -> Iterator[Callable[[], None]]:
+        self._slots.acquire()
+        held = True
+
+        def release() -> None:  # called by exec once started, and on the way out: the first call counts
+            nonlocal held
+            if held:
+                held = False
+                self._slots.release()
+
+        try:
+            yield release
+        finally:
+            release()
+
+
+def check_container(manager: ContainerManager, container_row: ContainerRow, url: str,
+                    transport: TransportName | None = None, timeout: float = 5.0,
+                    gate: StartGate | None = None) -> ProbeResult:
+    """Probe ``url`` from inside a running container (blocking: two ``docker exec``, the URL on stdin)."""
+    gate = gate or StartGate(1)
     transport = transport or transport_from_url(url)
     agent = container_row.agent
     target = redact_url(url)
 
     def result(**fields: Any) -> ProbeResult:
+        for key in ("detail", "diagnosis"):  # a tool's error text may quote the URL it was given
+            if fields.get(key):
+                fields[key] = redact_text(fields[key])
         return ProbeResult(where=agent, target=target, transport=transport, **fields)
 
     try:
-        found = manager.exec(container_row.name, ["sh", "-c", _DETECT], timeout=timeout)
+        with gate.starting() as started:
+            found = manager.exec(container_row.name, ["sh", "-c", probes.program("detect.sh"), "sh", *PROBE_TOOLS],
+                                 timeout=timeout + EXEC_GRACE, started=started)
     except QmsPanelError as err:
         return result(ok=False, stage="tcp", failure="probe",
                       diagnosis=f"Cannot run a probe in {container_row.name}: {err}.")
+    if found.timed_out:
+        return result(ok=False, stage="tcp", failure="probe",
+                      diagnosis=f"A probe could not even start in {container_row.name} within "
+                                f"{timeout + EXEC_GRACE:g} s "
+                                f"(a busy engine or container); try again, or with a longer --timeout.")
     tool = found.output.strip().splitlines()[-1].strip() if found.exit_code == 0 and found.output.strip() else None
     if tool not in PROBE_TOOLS:
         return result(ok=False, stage="tcp", failure="probe", detail=found.output.strip() or None,
@@ -480,8 +426,9 @@ def check_container(manager: Any, container_row: Any, url: str, transport: Trans
 
     def probe(probe_url: str, probe_transport: TransportName) -> _Attempt:
         try:
-            run = manager.exec(container_row.name, probe_argv(tool, probe_url, probe_transport, timeout),
-                               timeout=timeout + 5)
+            with gate.starting() as started:
+                run = manager.exec(container_row.name, probe_argv(tool, probe_transport, timeout),
+                                   timeout=timeout + EXEC_GRACE, stdin=probe_input(probe_url), started=started)
         except QmsPanelError as err:
             return _Attempt(ok=False, failure="probe", detail=str(err))
         return parse_probe(run.output)
@@ -505,24 +452,52 @@ def check_container(manager: Any, container_row: Any, url: str, transport: Trans
 # --- the whole check -------------------------------------------------------------------------
 
 
-async def run_doctor(settings: Any, manager: Any, *, timeout: float = 5.0) -> DoctorReport:
-    """The host check, and one check in each running agent container qms-panel made."""
-    host = await check_host(settings.mcp_url, settings.transport_for(settings.mcp_url), timeout)
-    try:
-        rows = await anyio.to_thread.run_sync(manager.list)
-    except EngineError as err:
-        return DoctorReport(host=host, engine_error=str(err), ok=False)
+def probed_rows(rows: Iterable[ContainerRow]) -> list[ContainerRow]:
+    """The rows the doctor probes: running containers of ours (it never execs into any other)."""
+    return [row for row in rows if row.state == "running" and row.managed]
+
+
+async def run_doctor(settings: Settings, manager: ContainerManager, rows: Iterable[ContainerRow] | None = None, *,
+                     timeout: float = 5.0, concurrency: int = CONCURRENCY) -> DoctorReport:
+    """The host check and one check in each running container of ours, all at once.
+
+    ``rows`` are the containers as the caller knows them (the panel's container board); without
+    them the doctor lists the engine once (the command line). Every container check runs at the
+    same time as the others and the host check, each bounded by its own timeouts; at most
+    ``concurrency`` execs are being started on the engine at once (:class:`StartGate`). So a run
+    takes about one timeout whether the server is down, stalled or up, plus the engine's time to
+    start ``2 * N`` execs ``concurrency`` at a time.
+    """
+    if rows is None:
+        try:
+            rows = await anyio.to_thread.run_sync(manager.list)
+        except EngineError as err:
+            host = await check_host(settings.mcp_url, settings.transport_for(settings.mcp_url), timeout)
+            return DoctorReport(host=host, engine_error=str(err), ok=False)
+    targets = probed_rows(rows)
     url = settings.container_mcp_url
     transport = settings.transport_for(url)
-    results: list[ProbeResult] = []
-    for row in rows:
-        if row.state != "running" or not row.managed:  # never exec into containers qms-panel did not make
-            continue
-        found = await anyio.to_thread.run_sync(lambda r=row: check_container(manager, r, url, transport, timeout))
-        _, port = _host_port(url)
-        if (host.ok and found.failure == "refused" and _host_port(settings.mcp_url)[0] in _LOOPBACK_NAMES
-                and loopback_only(port) is None):
-            # Cannot see the server's sockets (another network namespace): infer from the combination.
-            found.diagnosis = _loopback_diagnosis(row.agent, port, certain=False)
-        results.append(found)
-    return DoctorReport(host=host, containers=results, ok=host.ok and all(r.ok for r in results))
+    gate = StartGate(concurrency)
+    limiter = anyio.CapacityLimiter(max(1, len(targets)))  # a thread per check: each mostly waits
+    results: list[ProbeResult | None] = [None] * len(targets)
+    host: list[ProbeResult] = []
+
+    async def check_one(i: int, row: ContainerRow) -> None:
+        results[i] = await anyio.to_thread.run_sync(check_container, manager, row, url, transport, timeout, gate,
+                                                    limiter=limiter)
+
+    async def check_the_host() -> None:
+        host.append(await check_host(settings.mcp_url, settings.transport_for(settings.mcp_url), timeout))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(check_the_host)
+        for i, row in enumerate(targets):
+            group.start_soon(check_one, i, row)
+    found = [r for r in results if r is not None]
+    _, port = _host_port(url)
+    if host[0].ok and _host_port(settings.mcp_url)[0] in _LOOPBACK_NAMES and loopback_only(port) is None:
+        # Cannot see the server's sockets (another network namespace): infer from the combination.
+        for row, result in zip(targets, found):
+            if result.failure == "refused":
+                result.diagnosis = _loopback_diagnosis(row.agent, port, certain=False)
+    return DoctorReport(host=host[0], containers=found, ok=host[0].ok and all(r.ok for r in found))

@@ -86,6 +86,12 @@ class NotManaged(EngineError):
     title = "Container not made by qms-panel"
 
 
+class OtherProject(NotManaged):
+    """A container or volume qms-panel made for another project root."""
+
+    title = "Container of another project"
+
+
 class ImageBuildFailed(EngineError):
     title = "Image build failed"
 

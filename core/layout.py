@@ -28,6 +28,7 @@ class Access(StrEnum):
     READ_WRITE = "read-write"
     READ_ONLY = "read-only"
     BAKED = "baked into the image"
+    LAUNCH = "set at launch"  # a fact of the container itself (its capabilities), not a path
 
 
 class MountKind(StrEnum):
@@ -66,6 +67,25 @@ class MountSpec(BaseModel):
     source: str
     target: str
     read_only: bool
+
+
+# The capabilities an agent keeps: launch drops every other one (``cap_drop ALL`` then these), so an
+# agent cannot forge packets on the bridge (NET_RAW), make devices (MKNOD), chroot, or change file
+# capabilities. What is kept is what root needs to code and build in the agent image: apt-get
+# and dpkg, npm, git, tar. Docker >= 20.10 lets any user bind ports below 1024 in a container
+# (``net.ipv4.ip_unprivileged_port_start=0``), so NET_BIND_SERVICE is not needed either.
+AGENT_CAPABILITIES: dict[str, str] = {
+    "CHOWN": "apt/dpkg, npm and tar give unpacked files their owners",
+    "DAC_OVERRIDE": "root writes files it does not own (apt's caches, npm's global folder, clones in /projects)",
+    "FOWNER": "chmod and utime on files of other owners (dpkg, tar, git checkout)",
+    "FSETID": "dpkg and tar keep setuid/setgid bits on the files they unpack",
+    "SETGID": "apt-get drops to its _apt user to download; npm runs scripts as the package owner",
+    "SETUID": "apt-get drops to its _apt user to download; npm runs scripts as the package owner",
+    "KILL": "stop build and server processes that run as another user (apt's _apt, npm scripts)",
+}
+# Launch also forbids gaining privileges through setuid binaries or file capabilities. The agent
+# runs as root and needs neither sudo nor su, so nothing it does to build is refused by this.
+SECURITY_OPTIONS = ("no-new-privileges",)
 
 
 def users_dir(project_root: Path, agent: str) -> Path:
@@ -131,6 +151,26 @@ class AgentLayout(BaseModel):
         raise KeyError(container_path)
 
 
+def _shared_rules(root: Path, projects_source: str | None) -> list[PathRule]:
+    return [
+        PathRule(container_path="/", access=Access.READ_WRITE, purpose="Agent's home directory (HOME=/)",
+                 mount=MountKind.NONE),
+        PathRule(container_path=str(MCP_CONFIG_PATH), access=Access.BAKED,
+                 purpose="MCP connection configuration", mount=MountKind.NONE, is_file=True),
+        PathRule(container_path=str(PROJECTS_PATH), access=Access.READ_WRITE,
+                 purpose="Clone repos, develop, build, test", mount=MountKind.VOLUME, source=projects_source),
+        PathRule(container_path=str(CONTAINER_ROOT), access=Access.READ_ONLY,
+                 purpose="Production QMS reference", mount=MountKind.BIND, source=str(root)),
+    ]
+
+
+def shared_rules(project_root: Path) -> tuple[PathRule, ...]:
+    """The rows of the matrix that hold whatever agent a container runs (``/projects``: any volume).
+
+    The audit judges a container whose agent it cannot tell by these."""
+    return tuple(_shared_rules(Path(project_root), None))
+
+
 def resolve(
     agent: str,
     project_root: Path,
@@ -143,15 +183,7 @@ def resolve(
     root = Path(project_root)
     user = f".claude/users/{agent}"
     rules = [
-        PathRule(container_path="/", access=Access.READ_WRITE, purpose="Agent's home directory (HOME=/)",
-                 mount=MountKind.NONE),
-        PathRule(container_path=str(MCP_CONFIG_PATH), access=Access.BAKED,
-                 purpose="MCP connection configuration", mount=MountKind.NONE, is_file=True),
-        PathRule(container_path=str(PROJECTS_PATH), access=Access.READ_WRITE,
-                 purpose="Clone repos, develop, build, test", mount=MountKind.VOLUME,
-                 source=projects_volume(container_prefix, agent)),
-        PathRule(container_path=str(CONTAINER_ROOT), access=Access.READ_ONLY,
-                 purpose="Production QMS reference", mount=MountKind.BIND, source=str(root)),
+        *_shared_rules(root, projects_volume(container_prefix, agent)),
         PathRule(container_path=container_path(user, "inbox"), access=Access.READ_ONLY,
                  purpose="Task notifications", mount=MountKind.NONE, source=str(inbox_dir(root, agent))),
         PathRule(container_path=container_path(user, "workspace"), access=Access.READ_WRITE,

@@ -88,8 +88,30 @@ def test_audit_table(project, docker_client, tmp_path):
     assert "path" in out and "declared" in out and "mounted" in out and "probe" in out and "verdict" in out
     assert "DRIFT (high)" in out and "mounted read-write, declared read-only" in out
     assert "agent qa (from QMS_USER), NOT made by qms-panel" in out
+    assert "not probed: not made by qms-panel" in out  # no exec into it without --probe-unmanaged
+    assert f"HIGH: {project.container_prefix}qa-by-hand /pipe-dream: mounted read-write" in out
     assert out.strip().splitlines()[-1].startswith("NOT ok:")
     assert "Traceback" not in proc.stderr
+
+    proc = qms_panel("audit", "--probe-unmanaged", *flags(project), cwd=tmp_path)
+    assert proc.returncode == 1 and "a probe file was created" in proc.stdout, proc.stdout
+
+
+@pytest.mark.docker
+def test_audit_hand_made_container_of_unknown_agent(project, docker_client, tmp_path):
+    """No label, no QMS_USER, production writable: a high drift (exit 1), not "could not be audited"."""
+    docker_client.containers.run(project.image, ["sleep", "3600"], name=f"{project.container_prefix}anon",
+                                 detach=True, labels={TEST_LABEL: "1"},
+                                 volumes={str(project.project_root): {"bind": "/pipe-dream", "mode": "rw"}})
+    proc = qms_panel("audit", "--json", *flags(project), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(proc.stdout)
+    anon = next(c for c in data["containers"] if c["container"].endswith("anon"))
+    assert anon["agent"] is None and anon["audited"] and not anon["probed"]
+    pd = next(r for r in anon["rows"] if r["path"] == "/pipe-dream")
+    assert (pd["verdict"], pd["severity"], pd["mount"]["rw"]) == ("drift", "high", True)
+    assert any(line.startswith(f"{project.container_prefix}anon /pipe-dream: mounted read-write")
+               for line in data["high_drift"])
 
 
 @pytest.mark.docker

@@ -89,3 +89,16 @@ def test_refusals_exit_codes(cli, docker_client, unique_prefix, test_image, tmp_
     assert "did not make it" in error["error"]
     assert docker_client.containers.get(name).id == hand.id
     assert docker_client.volumes.list(filters={"name": unique_prefix}) == []
+
+
+def test_another_projects_container_is_refused_naming_whose_it_is(cli, docker_client, unique_prefix, tmp_path):
+    other = tmp_path / "srv" / "other"
+    (other / "QMS").mkdir(parents=True)
+    row = ok_json(cli("launch", "claude", "--command", AGENT_COMMAND, "--json", root=other))
+    started = docker_client.api.inspect_container(row["id"])["State"]["StartedAt"]
+    for action in ("restart", "stop", "start", "remove", "attach"):
+        error = refused(cli(action, "claude", "--json"), 1, "OtherProject")
+        assert error["detail"].startswith(f"{unique_prefix}claude belongs to the qms-panel project at "
+                                          f"{other.resolve()}; qms-panel never "), (action, error)
+    state = docker_client.api.inspect_container(row["id"])["State"]
+    assert state["Status"] == "running" and state["StartedAt"] == started

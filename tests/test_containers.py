@@ -28,6 +28,7 @@ from core.errors import (
     MountSourceMissing,
     NameConflict,
     NotManaged,
+    OtherProject,
     ProjectError,
 )
 from core.settings import Settings
@@ -193,6 +194,67 @@ def test_unmanaged_container_mounting_the_project_root_is_listed_and_flagged(man
     assert mine.managed and mine.agent == "claude" and mine.state == "running" and mine.started_at is not None
     assert not theirs.managed and theirs.agent == "by-hand" and theirs.state == "running"
     assert theirs.id == by_hand.id and theirs.started_at is not None
+
+
+@pytest.mark.docker
+async def test_another_projects_container_is_listed_as_not_ours_and_never_acted_on(
+        docker_client, cleanup, project_root, test_image, unique_prefix, tmp_path):
+    other_root = tmp_path / "srv" / "other"
+    (other_root / "QMS").mkdir(parents=True)
+    theirs = ContainerManager(make_settings(other_root, test_image, unique_prefix), extra_labels={TEST_LABEL: "1"})
+    mine = ContainerManager(make_settings(project_root, test_image, unique_prefix), extra_labels={TEST_LABEL: "1"})
+    launched = theirs.launch("claude", AGENT_CMD)
+    before = docker_client.api.inspect_container(launched.id)["State"]
+
+    [row] = mine.list()
+    assert row.id == launched.id and not row.managed and row.owner_root == str(other_root.resolve())
+    assert f"belongs to the qms-panel project at {other_root.resolve()}" in row.summary()
+    assert not mine.get("claude").managed and not mine.inspect(launched.id).managed
+    for action in (mine.restart, mine.stop, mine.start, mine.remove, lambda a: mine.check_ours(a, "attaches to")):
+        with pytest.raises(OtherProject) as err:
+            action("claude")
+        assert str(err.value).startswith(f"Container of another project: {launched.name} belongs to the "
+                                          f"qms-panel project at {other_root.resolve()}; ")
+        assert "\n" not in str(err.value)
+    with pytest.raises(OtherProject):
+        async with aclosing(mine.logs("claude")) as lines:
+            async for _ in lines:
+                pass
+    with pytest.raises(NameConflict, match="belongs to the qms-panel project at"):
+        mine.launch("claude", AGENT_CMD)
+    with pytest.raises(OtherProject):
+        mine.remove("claude", remove_volume=True)
+    assert docker_client.api.inspect_container(launched.id)["State"] == before  # not restarted, not stopped
+    assert ours(docker_client, unique_prefix) == ([launched.name], [layout.projects_volume(unique_prefix, "claude")])
+    assert theirs.list()[0].managed and theirs.restart("claude").state == "running"
+
+
+@pytest.mark.docker
+def test_launch_keeps_only_the_declared_capabilities(manager, docker_client):
+    row = manager.launch("claude", AGENT_CMD)
+    status = dict(line.split(":\t", 1) for line in
+                  manager.exec(row.name, ["cat", "/proc/self/status"]).output.splitlines() if ":\t" in line)
+    bits = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4, "KILL": 5, "SETGID": 6, "SETUID": 7}
+    assert set(bits) == set(layout.AGENT_CAPABILITIES)
+    assert int(status["CapBnd"], 16) == sum(1 << b for b in bits.values())
+    assert status["NoNewPrivs"].strip() == "1"
+    # NET_RAW is gone: busybox ping needs a raw socket (an ICMP datagram socket it does not try).
+    ping = manager.exec(row.name, ["busybox", "ping", "-c", "1", "-W", "1", "127.0.0.1"])
+    assert ping.exit_code != 0 and "permission denied" in ping.output, ping.output
+    # What an agent does to build still works as root: own, chmod and signal other users' files and processes.
+    build = run(manager, row.name, "mkdir -p /projects/b && touch /projects/b/f && chown 1000:1000 /projects/b/f "
+                                   "&& chmod 4755 /projects/b/f && echo x > /projects/b/f && echo built")
+    assert build.exit_code == 0 and "built" in build.output, build.output
+    host = docker_client.api.inspect_container(row.id)["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"]
+
+
+@pytest.mark.docker
+def test_exec_stdin_reaches_the_process_and_not_the_engine_record(manager):
+    row = manager.launch("claude", AGENT_CMD)
+    secret = b"http://user:pass@host.docker.internal:1/sse?token=s3cret\n"
+    done = manager.exec(row.name, ["sh", "-c", "IFS= read -r u; echo \"got $u\"; cat"], stdin=secret + b"more\n")
+    assert done.exit_code == 0 and done.output == "got " + secret.decode() + "more\n"
 
 
 # --- refusals change nothing --------------------------------------------------------------

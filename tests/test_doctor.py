@@ -3,16 +3,18 @@ containers (and each probe program on the host), and the one-sentence diagnoses.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from core.containers import ContainerManager
+from core.containers import ContainerManager, ContainerRow, ExecResult
 from core.doctor import (
     ACCEPT_BOTH,
     _Attempt,
@@ -24,6 +26,7 @@ from core.doctor import (
     loopback_only,
     parse_probe,
     probe_argv,
+    probe_input,
     run_doctor,
 )
 from core.settings import Settings
@@ -194,13 +197,16 @@ def test_each_probe_program(sample_project, devserver_factory, tmp_path):
 
     for tool, env in tools.items():
         def run(url: str, transport: str):
-            argv = probe_argv(tool, url, transport, 5)
-            done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30)
-            return parse_probe(done.stdout + done.stderr)
+            argv = probe_argv(tool, transport, 5)
+            assert url not in " ".join(argv)
+            done = subprocess.run(argv, capture_output=True, env=env, timeout=30, input=probe_input(url))
+            return parse_probe((done.stdout + done.stderr).decode())
 
         for url, transport in ((sse.url, "sse"), (streamable.url, "streamable-http")):
             ok = run(url, transport)
             assert ok.ok and ok.status_code == 200 and ok.latency_ms is not None, (tool, url, ok)
+            secret = run(with_credentials(url), transport)  # user:pass@ and ?token= reach the server
+            assert secret.ok, (tool, secret)
         mismatch = run(streamable.url.replace("/mcp", "/sse"), "sse")
         assert not mismatch.ok and mismatch.failure == "http" and mismatch.status_code == 404, (tool, mismatch)
         refused = run(f"http://127.0.0.1:{closed_port()}/sse", "sse")
@@ -212,10 +218,17 @@ def test_each_probe_program(sample_project, devserver_factory, tmp_path):
         env = {**tools[tool], "TMPDIR": str(tmp_path / "missing")}
         for url, transport, ok, status in ((sse.url, "sse", True, 200), (streamable.url, "streamable-http", True, 200),
                                            (streamable.url.replace("/mcp", "/sse"), "sse", False, 404)):
-            done = subprocess.run(probe_argv(tool, url, transport, 2), capture_output=True, text=True, env=env,
-                                  timeout=30)
-            seen = parse_probe(done.stdout + done.stderr)
+            done = subprocess.run(probe_argv(tool, transport, 2), capture_output=True, env=env,
+                                  timeout=30, input=probe_input(url))
+            seen = parse_probe((done.stdout + done.stderr).decode())
             assert (seen.ok, seen.status_code) == (ok, status), (tool, url, done.stdout)
+
+
+def with_credentials(url: str) -> str:
+    return url.replace("http://", "http://agent:pass-w0rd@", 1) + "?token=s3cret-t0ken"
+
+
+SECRETS = ("pass-w0rd", "s3cret-t0ken")
 
 
 def test_parse_probe_lines():
@@ -224,7 +237,7 @@ def test_parse_probe_lines():
                        "Request").status_code == 421
     assert parse_probe("QMSPROBE outcome=timeout ms=5000").failure == "timeout"
     assert parse_probe("sh: not found").failure == "probe"
-    assert probe_argv("wget", "http://h:1/mcp", "streamable-http", 5)[-1] == ACCEPT_BOTH
+    assert probe_argv("wget", "streamable-http", 5)[-1] == ACCEPT_BOTH
 
 
 # --- inside real containers ----------------------------------------------------------------------------
@@ -309,3 +322,80 @@ def test_container_invalid_host_header_and_refused(sample_project, devserver_fac
     nothing = check_container(manager, row, f"http://host.docker.internal:{closed_port()}/mcp", None, 5)
     assert not nothing.ok and nothing.failure == "refused" and nothing.transport == "streamable-http"
     assert nothing.diagnosis.startswith("Connection refused at host.docker.internal:")
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_no_credential_reaches_the_engine_record(sample_project, devserver_factory, agent_container, test_image,
+                                                       unique_prefix, docker_client, transport):
+    """The container URL carries user:pass@ and ?token=: the probe still passes, and no exec event
+    attribute, exec inspect or line of the report holds either secret."""
+    manager, row = agent_container
+    server = devserver_factory(sample_project, host="0.0.0.0", transport=transport)
+    path = "/sse" if transport == "sse" else "/mcp"
+    settings = doctor_settings(sample_project, test_image, unique_prefix, with_credentials(server.url),
+                               with_credentials(f"http://host.docker.internal:{server.port}{path}"))
+    since = time.time() - 1
+    report = await run_doctor(settings, manager, [row])  # the rows the caller has: no list() of its own
+    until = time.time() + 1
+    assert report.ok and report.containers[0].tool == "wget", report
+    events = list(docker_client.api.events(since=since, until=until, decode=True,
+                                           filters={"container": row.id, "event": ["exec_create", "exec_start",
+                                                                                   "exec_die"]}))
+    exec_ids = {e["Actor"]["Attributes"].get("execID") for e in events} - {None}
+    assert len(exec_ids) == 2 and any(e["Action"].startswith("exec_create: sh -c") for e in events), events
+    records = json.dumps(events) + "".join(json.dumps(docker_client.api.exec_inspect(i)) for i in exec_ids)
+    assert not [s for s in SECRETS if s in records or s in report.model_dump_json()]
+
+
+class CountingManager:
+    """Execs that take a while to start and to answer, counting how many do each at once (the bound is
+    an edge a fake shows exactly)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.starting = self.most_starting = self.waiting = self.most_waiting = self.calls = 0
+
+    def list(self):
+        raise AssertionError("the doctor was given its rows")
+
+    def _step(self, kind: str, delta: int) -> None:
+        with self.lock:
+            setattr(self, kind, getattr(self, kind) + delta)
+            setattr(self, f"most_{kind}", max(getattr(self, f"most_{kind}"), getattr(self, kind)))
+
+    def exec(self, name, argv, *, timeout=10, user=None, stdin=None, started=None):
+        if name == "slow":
+            return ExecResult(exit_code=None, output="", timed_out=True)
+        self.calls += 1
+        self._step("starting", 1)
+        time.sleep(0.02)
+        self._step("starting", -1)
+        started()
+        self._step("waiting", 1)
+        time.sleep(0.2)  # a stalled server: the probe waits
+        self._step("waiting", -1)
+        if stdin is None:
+            return ExecResult(exit_code=0, output="wget\n")
+        return ExecResult(exit_code=1, output="QMSPROBE outcome=fail rc=1 ms=1 err=wget: can't connect: "
+                                              "Connection refused")
+
+
+async def test_container_checks_wait_together_and_start_within_the_bound(project_root):
+    settings = Settings(project_root=project_root, mcp_url=f"http://127.0.0.1:{closed_port()}/sse")
+    rows = [ContainerRow(agent=f"a{i}", id=f"{i:064d}", name=f"qms-agent-a{i}", state="running", image="x")
+            for i in range(20)]
+    rows.append(ContainerRow(agent="x", id="f" * 64, name="not-ours", state="running", image="x", managed=False))
+    manager = CountingManager()
+    report = await run_doctor(settings, manager, rows, concurrency=4)
+    assert [r.where for r in report.containers] == [f"a{i}" for i in range(20)]  # in order; never the unmanaged one
+    assert all(r.failure == "refused" for r in report.containers) and not report.ok
+    assert manager.calls == 40 and manager.most_starting == 4
+    assert manager.most_waiting > 4  # the waits overlap beyond the bound: a stalled server costs one timeout
+
+
+async def test_a_probe_that_cannot_start_in_time_is_not_called_a_missing_tool(project_root):
+    settings = Settings(project_root=project_root)
+    row = ContainerRow(agent="slow", id="s" * 64, name="slow", state="running", image="x")
+    [result] = (await run_doctor(settings, CountingManager(), [row], timeout=1)).containers
+    assert result.failure == "probe" and result.diagnosis.startswith("A probe could not even start in slow within 6 s")

@@ -164,9 +164,9 @@ def run_in(client, image: str, script: str, prefix: str, name: str) -> str:
     return out.decode()
 
 
-def start_agent(client, image: str, command: list[str], name: str):
+def start_agent(client, image: str, command: list[str], name: str, labels: dict | None = None):
     return client.containers.run(image, command, name=name, detach=True, network_mode="none",
-                                 labels={TEST_LABEL: "1"})
+                                 labels={TEST_LABEL: "1", **(labels or {})})
 
 
 def wait_for(predicate, timeout: float = 60, what: str = "condition"):
@@ -294,8 +294,9 @@ def test_entrypoint_hangs_up_an_agent_that_ignores_sigterm(docker_client, agent_
 @pytest.mark.slow
 @pytest.mark.docker
 def test_attach_joins_the_session(docker_client, agent_image, project_root, unique_prefix):
+    ours = {"qms-panel.managed": "true", "qms-panel.project-root": str(project_root.resolve())}  # attach: ours only
     agent = start_agent(docker_client, agent_image, ["sh", "-c", "echo attach-marker; exec sleep 600"],
-                        f"{unique_prefix}claude")
+                        f"{unique_prefix}claude", labels=ours)
     wait_for(lambda: has_session(agent), what="the tmux session")
     output = _attach_in_pty(project_root, unique_prefix, until=b"attach-marker")
     assert b"detached" in output

@@ -164,3 +164,14 @@ def project_root(tmp_path) -> Path:
 
 def has_static_busybox() -> bool:
     return _busybox() is not None and shutil.which("docker") is not None
+
+
+def remove_by_prefix(client, prefix: str) -> None:
+    """Remove (forced, 4 at a time) every container, then every volume, whose name starts with ``prefix``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = [c["Id"] for c in client.api.containers(all=True, filters={"name": prefix})]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda cid: client.api.remove_container(cid, force=True), ids))
+    for volume in client.volumes.list(filters={"name": prefix}):
+        volume.remove(force=True)

@@ -18,7 +18,16 @@ from typing import Any, Awaitable, Callable
 from textual.pilot import Pilot
 
 from core import layout
-from core.access_audit import AuditReport, AuditRow, ContainerAudit, Verdict
+from core.access_audit import (
+    AuditReport,
+    AuditRow,
+    ContainerAudit,
+    MountFact,
+    ProbeFact,
+    ProbeStatus,
+    Severity,
+    Verdict,
+)
 from core.containers import ContainerRow, EngineInfo
 from core.doctor import DoctorReport, ProbeResult
 from core.engine_events import ContainerEvent, EngineBack, EngineLost
@@ -114,33 +123,42 @@ def audits() -> list[ContainerAudit]:
         name = f"qms-agent-{agent}"
         rows = []
 
-        def add(path: str, declared: Access | None, mounted: str, probe: str, verdict=Verdict.OK, severity="ok",
-                detail: str = "") -> None:
-            rows.append(AuditRow(agent=agent, container=name, path=path, declared=declared, mounted=mounted,
+        def add(path: str, declared: Access | None, mount: MountFact, probe: ProbeFact, verdict=Verdict.OK,
+                severity=Severity.OK, detail: str = "") -> None:
+            rows.append(AuditRow(agent=agent, container=name, path=path, declared=declared, mount=mount,
                                  probe=probe, verdict=verdict, severity=severity, detail=detail))
+
+        def bind(rw: bool, source, via: str | None = None) -> MountFact:
+            return MountFact(kind="bind", rw=rw, source=str(source), via=via)
+
+        def directory(write: bool) -> ProbeFact:
+            return ProbeFact(status=ProbeStatus.FOUND, kind="dir", read=True, write=write,
+                             removed=True if write else None, error="" if write else "touch: Read-only file system")
 
         for rule in layout.resolve(agent, ROOT).rules:
             path = rule.container_path
             if path == "/":
-                add(path, rule.access, "image", "read ok; write ok, removed")
-                add("$HOME", Access.BAKED, "env HOME=/", "sh: HOME=/")
+                add(path, rule.access, MountFact(kind="image"), directory(True))
+                add("$HOME", Access.BAKED, MountFact(kind="env", source="HOME=/"),
+                    ProbeFact(status=ProbeStatus.SEEN, value="/"))
             elif path == "/.mcp.json":
-                add(path, rule.access, "image", "read ok; url http://host.docker.internal:8000/sse")
+                add(path, rule.access, MountFact(kind="image"),
+                    ProbeFact(status=ProbeStatus.FOUND, kind="file", read=True,
+                              value="qms -> http://host.docker.internal:8000/sse"))
             elif path == "/projects":
-                add(path, rule.access, f"volume rw {rule.source}", "read ok; write ok, removed")
+                add(path, rule.access, MountFact(kind="volume", rw=True, source=rule.source), directory(True))
             elif path == "/pipe-dream" and drift:
-                add(path, rule.access, f"bind rw {ROOT}", "read ok; write ok, removed", Verdict.DRIFT, "high",
-                    "declared read-only, but the mount is read-write and a probe file could be created "
-                    "(it was removed)")
+                add(path, rule.access, bind(True, ROOT), directory(True), Verdict.DRIFT, Severity.HIGH,
+                    "mounted read-write, declared read-only (production is writable from the container); "
+                    "declared read-only, but a probe file was created (and removed)")
             elif path == "/pipe-dream":
-                add(path, rule.access, f"bind ro {ROOT}", "read ok; write refused (Read-only file system)")
+                add(path, rule.access, bind(False, ROOT), directory(False))
             elif path.endswith("/inbox"):
-                add(path, rule.access, f"via /pipe-dream: bind {'rw' if drift else 'ro'} {ROOT}",
-                    "read ok; write refused (Read-only file system)")
+                add(path, rule.access, bind(drift, ROOT, via="/pipe-dream"), directory(False))
             else:
-                add(path, rule.access, f"bind rw {rule.source}", "read ok; write ok, removed")
+                add(path, rule.access, bind(True, rule.source), directory(True))
         return ContainerAudit(agent=agent, agent_source="label", container=name, container_id="0" * 64,
-                              managed=True, state="running", audited=True, rows=rows, ok=not drift)
+                              managed=True, state="running", audited=True, probed=True, rows=rows, ok=not drift)
 
     return [audit("claude", False), audit("lead", True)]
 

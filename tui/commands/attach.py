@@ -30,8 +30,11 @@ def attach_command(container: str) -> list[str]:
 
 
 def run(args) -> int:
+    from core.containers import ContainerManager
+
     settings = settings_from_args(args)
     container = settings.container_name(check_agent_id(args.agent))
+    ContainerManager(settings).check_ours(args.agent, "attaches to")  # never another project's container
     docker = shutil.which("docker")
     if docker is None:
         raise EngineError("the docker CLI is not on PATH (attach runs `docker exec -it`)")

@@ -1,7 +1,8 @@
 """``qms-panel ping``: can the MCP server be reached from the host and from each agent container?
 
 Runs :func:`core.doctor.run_doctor`: a TCP connect and the transport's handshake from the host,
-then a probe inside every running agent container. Exit 1 if any check fails.
+and at the same time a probe inside every running agent container of this project (the engine
+listed once). Exit 1 if any check fails.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from core.safe_text import safe_line
 from tui.cli import EXIT_FAILED, EXIT_OK, print_json, settings_from_args
 
 if TYPE_CHECKING:
@@ -25,11 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _line(result: ProbeResult) -> str:
+    """A check in one line (two when it failed: the diagnosis, which may quote a container's output)."""
     took = f"{result.latency_ms:.0f} ms" if result.latency_ms is not None else "-"
     via = f" via {result.tool}" if result.tool else ""
     verdict = "ok" if result.ok else "FAILED"
-    head = f"{result.where:<12} {verdict:<7} {took:>8}  {result.target} ({result.transport}{via})"
-    return head if result.ok else f"{head}\n{'':<12} {result.diagnosis}"
+    head = f"{safe_line(result.where):<12} {verdict:<7} {took:>8}  {safe_line(result.target)} ({result.transport}{via})"
+    return head if result.ok else f"{head}\n{'':<12} {safe_line(result.diagnosis or '')}"
 
 
 def _print(report: DoctorReport) -> None:

@@ -4,55 +4,56 @@ what the live probes found, and the verdict. Drift in red."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from rich.text import Text
 from textual.reactive import var
 
+from core.audit_rows import AuditRow, ContainerAudit, MountFact, ProbeFact, ProbeStatus, Severity, Verdict
+from core.layout import AGENT_CAPABILITIES, Access
+from core.safe_text import safe_line
 from tui.widgets.formats import clock_time
 from tui.widgets.pane import Pane
 from tui.widgets.status_bar import EngineState
 
-VERDICT_STYLE = {"ok": "green", "drift": "bold red", "missing": "bold red", "extra": "bold red",
-                 "probe failed": "yellow"}
-VERDICT_LABEL = {"probe failed": "no probe"}
-DECLARED = {"read-write": "R/W", "baked into the image": "baked"}
+VERDICT_STYLE = {Verdict.OK: "green", Verdict.DRIFT: "bold red", Verdict.MISSING: "bold red",
+                 Verdict.EXTRA: "bold red", Verdict.PROBE_FAILED: "yellow", Verdict.NOT_PROBED: "dim"}
+HIGH_STYLE = "bold white on red"  # a high-severity problem: production writable, the Docker socket, NET_RAW
+VERDICT_LABEL = {Verdict.PROBE_FAILED: "no probe", Verdict.NOT_PROBED: "unprobed"}
+DECLARED = {Access.READ_WRITE: "R/W", Access.READ_ONLY: "read-only", Access.BAKED: "baked", Access.LAUNCH: "launch"}
 
 
-def mounted_brief(text: str) -> str:
-    """``bind ro /srv/pd`` -> ``bind ro``; ``via /pipe-dream: bind ro /srv/pd`` -> ``↑ bind ro``."""
-    inherited = text.startswith("via ")
-    words = text.split(": ", 1)[-1].split()
-    brief = " ".join(words[:2]) if words and words[0] in ("bind", "volume", "tmpfs") else text
-    return f"↑ {brief}" if inherited else brief
+def mounted_brief(mount: MountFact) -> str:
+    """``bind ro``; ``↑ bind ro`` under a parent mount; ``image``; ``env HOME=/``; ``7 caps``."""
+    if mount.kind == "launch":
+        return "all caps" if mount.values == ["ALL"] else f"{len(mount.values)} caps"
+    if mount.kind in ("image", "env"):
+        return safe_line(mount.text)
+    brief = " ".join(p for p in (mount.kind, None if mount.rw is None else ("rw" if mount.rw else "ro")) if p)
+    return f"↑ {brief}" if mount.via else brief
 
 
-def probe_brief(text: str) -> str:
-    """The live probe in a word: writable, read-only, readable, absent, not run."""
-    if text.startswith("not run"):
-        return "not run"
-    if "write ok" in text or text.endswith("; writable"):
-        return "writable"
-    if "write refused" in text or "not writable" in text:
-        return "read-only"
-    if text.startswith("read ok"):
-        return "readable"
-    return text.removeprefix("sh: ")
+def probe_brief(probe: ProbeFact) -> str:
+    """The live probe in a word: writable, read-only, readable, absent, not run, HOME=/, +NET_RAW."""
+    if probe.status is ProbeStatus.CAPABILITIES:
+        extra = sorted(set(probe.values) - set(AGENT_CAPABILITIES))
+        return "+" + ",".join(extra) if extra else "as set"
+    if probe.status is ProbeStatus.SEEN:
+        return "HOME unset" if probe.value is None else safe_line(f"HOME={probe.value}")
+    if probe.status is not ProbeStatus.FOUND:
+        return probe.status.value
+    if probe.write is not None:
+        return "writable" if probe.write else "read-only"
+    return "readable" if probe.read else "unreadable"
 
 
-def _value(v: Any) -> str:
-    return "" if v is None else str(getattr(v, "value", v))
+def verdict_cell(row: AuditRow) -> Text:
+    if row.severity is Severity.HIGH:
+        return Text(row.verdict.value.upper(), style=HIGH_STYLE)
+    return Text(VERDICT_LABEL.get(row.verdict, row.verdict.value), style=VERDICT_STYLE.get(row.verdict, ""))
 
 
-def _declared(v: Any) -> str:
-    text = _value(v)
-    return DECLARED.get(text, text)
-
-
-def verdict_cell(row: Any) -> Text:
-    verdict = _value(row.verdict)
-    style = VERDICT_STYLE.get(verdict, "bold red" if _value(getattr(row, "severity", "")) == "high" else "")
-    return Text(VERDICT_LABEL.get(verdict, verdict), style=style)
+def _declared(access: Access | None) -> str:
+    return "undeclared" if access is None else DECLARED.get(access, access.value)
 
 
 class MatrixPane(Pane):
@@ -63,7 +64,7 @@ class MatrixPane(Pane):
 
     agent: var[str | None] = var(None)
     rules: var[tuple] = var(tuple)  # PathRule, declared for ``agent``
-    audit: var[Any | None] = var(None)  # ContainerAudit of ``agent``'s container
+    audit: var[ContainerAudit | None] = var(None)  # the audit of ``agent``'s container
     auditing: var[bool] = var(False)
     audited_at: var[datetime | None] = var(None)
     engine: var[EngineState] = var(EngineState)
@@ -79,7 +80,7 @@ class MatrixPane(Pane):
         self.border_title = f"Access matrix · {self.agent}" if self.agent else "Access matrix"
         audited = list(self.audit.rows) if self.audit is not None else []
         seen = {r.path for r in audited}
-        rows = [(r.path, self._cells(r.path, _declared(r.declared) or "undeclared", r)) for r in audited]
+        rows = [(r.path, self._cells(r.path, _declared(r.declared), r)) for r in audited]
         rows += [(rule.container_path, self._cells(rule.container_path, _declared(rule.access), None))
                  for rule in self.rules if rule.container_path not in seen]
         # keyed by position: another agent's matrix of the same shape only updates cells
@@ -87,20 +88,20 @@ class MatrixPane(Pane):
         self.table.replace_rows((str(i), cells) for i, (_, cells) in enumerate(rows))
         self._update_notice()
 
-    def _cells(self, path: str, declared: str, found: Any | None) -> tuple:
+    def _cells(self, path: str, declared: str, found: AuditRow | None) -> tuple:
         if found is None:
             return (path, Text("—", style="dim"), declared, Text("—", style="dim"), Text("—", style="dim"))
-        drift = _value(found.verdict) != "ok"
+        drift = not found.ok
         style = "red" if drift else ""
         return (
-            Text(path, style="bold red" if drift else ""),
+            Text(safe_line(path), style="bold red" if drift else ""),
             verdict_cell(found),
             declared,
-            Text(mounted_brief(_value(found.mounted)) or "—", style=style),
-            Text(probe_brief(_value(found.probe)) or "—", style=style),
+            Text(mounted_brief(found.mount) or "—", style=style),
+            Text(probe_brief(found.probe) or "—", style=style),
         )
 
-    def _selected_audit_row(self) -> Any | None:
+    def _selected_audit_row(self) -> AuditRow | None:
         key = self.table.selected_key
         if self.audit is None or not self.table.has_focus or key is None:
             return None
@@ -120,9 +121,10 @@ class MatrixPane(Pane):
     def _update_notice(self) -> None:
         row = self._selected_audit_row()
         if row is not None:
-            ok = _value(row.verdict) == "ok"
-            self.set_notice(f"{row.path}: {_value(row.verdict)} · mounted {row.mounted}\nprobe: {row.probe}"
-                            + (f"\n{row.detail}" if row.detail else ""), "green" if ok else "bold red")
+            high = "HIGH " if row.severity is Severity.HIGH else ""
+            self.set_notice(f"{safe_line(row.path)}: {high}{row.verdict.value} · mounted {safe_line(row.mounted)}\n"
+                            f"probe: {safe_line(row.probed)}" + (f"\n{safe_line(row.detail)}" if row.detail else ""),
+                            "green" if row.ok else "bold red")
             return
         if not self.agent:
             self.set_notice("Select a container to see its access matrix.", "dim")
@@ -141,12 +143,15 @@ class MatrixPane(Pane):
                 why = "not audited yet (press a)"
             self.set_notice(f"Declared matrix only: {why}.", "dim")
         else:
-            bad = [r for r in self.audit.rows if _value(r.verdict) != "ok"]
+            bad = sorted(self.audit.problems, key=lambda r: r.severity is not Severity.HIGH)  # high first
             when = f" at {clock_time(self.audited_at, self.audited_at.tzinfo)}" if self.audited_at else ""
             if bad:
                 first = bad[0]
                 more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-                self.set_notice(f"Audited{when}: {first.path} {_value(first.verdict)}{more}\n{first.detail}",
-                                "bold red")
+                high = "HIGH " if first.severity is Severity.HIGH else ""
+                self.set_notice(f"Audited{when}: {safe_line(first.path)} {high}{first.verdict.value}{more}\n"
+                                f"{safe_line(first.detail)}", "bold red")
+            elif not self.audit.probed:
+                self.set_notice(f"Audited{when} from the engine's facts only: {safe_line(self.audit.note)}", "dim")
             else:
                 self.set_notice(f"Audited{when}: every path matches the matrix.", "green")

@@ -15,7 +15,8 @@ import pytest
 from core.errors import InvalidAgentId, InvalidDocumentId
 from core.layout import workspace_dir
 from core.mcp_link import McpLink
-from core.qms_ops import IDENTITY_TTL_S, QmsOps, classify, draft_path, find_meta
+from core.qms_files import draft_path, find_meta
+from core.qms_ops import QmsOps, classify
 
 TRANSPORTS = ["sse", "streamable-http"]
 
@@ -37,8 +38,8 @@ def meta(root: Path, doc_id: str) -> dict:
 
 
 @asynccontextmanager
-async def connected(url: str, root: Path):
-    link = McpLink(url, ping_interval=60)
+async def connected(url: str, root: Path, headers: dict[str, str] | None = None, **link_options):
+    link = McpLink(url, ping_interval=60, headers=headers, **link_options)
     async with anyio.create_task_group() as tg:
         tg.start_soon(link.run)
         with anyio.fail_after(20):
@@ -56,10 +57,27 @@ def server(request, sample_project, devserver_factory):
 # --- classification of the contract's texts ----------------------------------------------------
 
 
+PD_CHECKIN = ("Permission Denied: 'checkin' command\n\nYou (claude) are not the responsible user for this document.\n"
+              "Responsible user: lead\n\nOnly the document owner can perform this action.")
+PD_GROUP = "Permission Denied: 'checkout' command\nYour role: quality (qa)\n\nRequired role(s): initiator"
+WS = "Workspace: .claude/users/claude/workspace/"
+
+
 @pytest.mark.parametrize("operation, text, status, reason", [
-    ("checkout", "Checked out: CR-001\nWorkspace: .claude/users/claude/workspace/CR-001.md", "ok", None),
-    ("checkout", "Archived: v1.0\nCreated draft v1.1 from effective v1.0\nChecked out: SOP-001\nWorkspace: x",
+    # the success forms of contract 1.6, with their known preamble lines
+    ("checkout", f"Checked out: CR-001\n{WS}CR-001.md", "ok", None),
+    ("checkout", f"Archived: v1.0\nCreated draft v1.1 from effective v1.0\nChecked out: SOP-001\n{WS}SOP-001.md",
      "ok", None),
+    ("checkout", f"Auto-withdrawn: IN_PRE_REVIEW -> DRAFT\nChecked out: CR-001\n{WS}CR-001.md", "ok", None),
+    ("checkout", f"Transitioned from PRE_APPROVED to DRAFT\nExecution checkout: creating v1.2 (current: v1.1)\n"
+     f"Interactive session initialized (new)\nChecked out: CR-001\n{WS}CR-001.md", "ok", None),
+    ("checkin", "Checked in: CR-001 (v0.1)", "ok", None),
+    ("checkin", "Archived: v1.0\nChecked in: CR-001 (v1.1)", "ok", None),
+    ("checkin", "Source saved: CR-001.source.json\nChecked in: CR-001 (v1.0, interactive)", "ok", None),
+    ("status", "Document: CR-001\nTitle: t\nStatus: DRAFT", "ok", None),
+    ("workspace", "Workspace is empty", "ok", None),
+    ("inbox", "Inbox for qa:\n" + "-" * 60 + "\n  [REVIEW] CR-003", "ok", None),
+    # refusals (every line of a Permission Denied; contract 11: a blank line before Required role(s))
     ("checkout", "You already have CR-001 checked out", "refused", "You already have CR-001 checked out"),
     ("checkout", "Error: CR-001 is checked out by claude", "refused", "Error: CR-001 is checked out by claude"),
     ("checkout", "Error: Document not found: CR-404", "refused", "Error: Document not found: CR-404"),
@@ -67,40 +85,49 @@ def server(request, sample_project, devserver_factory):
      "Error: CR-001 is CLOSED and cannot be checked out."),
     ("checkout", "Error: CR-001 is in IN_REVIEW and owned by lead\nOnly the document owner can checkout from an "
      "active workflow", "refused",
-     "Error: CR-001 is in IN_REVIEW and owned by lead Only the document owner can checkout from an active workflow"),
-    ("checkin", "Checked in: CR-001 (v0.1)", "ok", None),
+     "Error: CR-001 is in IN_REVIEW and owned by lead\nOnly the document owner can checkout from an active workflow"),
     ("checkin", "\nError: CR-001 not found in your workspace.\n\nTo check out a document: qms --user U checkout ID\n"
      "To see your workspace: qms --user U workspace", "refused", "Error: CR-001 not found in your workspace."),
-    ("checkin", "Permission Denied: 'checkin' command\n\nYou (claude) are not the responsible user for this "
-     "document.\nResponsible user: lead\n\nOnly the document owner can perform this action.", "refused",
-     "Permission Denied: 'checkin' command You (claude) are not the responsible user for this document."),
-    ("checkout", "Permission Denied: 'checkout' command\n\nYour role: quality (qa)\nRequired role(s): initiator",
-     "refused", "Permission Denied: 'checkout' command Your role: quality (qa)"),
+    ("checkin", PD_CHECKIN, "refused", PD_CHECKIN),
+    ("checkout", PD_GROUP, "refused", PD_GROUP),
     ("status", "Error: User 'x' not found.\n\nTo add this user, run: ...", "refused", "Error: User 'x' not found."),
     ("checkout", "Error: CR-001 is still checked out by claude.", "refused",
      "Error: CR-001 is still checked out by claude."),
-    ("status", "Document: CR-001\nTitle: t\nStatus: DRAFT", "ok", None),
-    ("workspace", "Workspace is empty", "ok", None),
-    ("inbox", "Inbox for qa:\n" + "-" * 60 + "\n  [REVIEW] CR-003", "ok", None),
+    # server failures
     ("checkin", "Error: Command timed out after 30 seconds", "error", "Error: Command timed out after 30 seconds"),
     ("checkin", "Error: Could not find QMS root directory. Ensure you are in a QMS project.", "error",
      "Error: Could not find QMS root directory. Ensure you are in a QMS project."),
     ("checkin", "qms.py: error: argument command: invalid choice: 'withdraw'", "error",
      "qms.py: error: argument command: invalid choice: 'withdraw'"),
     ("checkin", "(no output)", "error", "unexpected reply: (no output)"),
+    # hostile or broken replies that contain a success line: never ok (issue 11, item 3)
+    ("checkin", "Error: could not write the draft\nChecked in: CR-001 (v0.1) rolled back", "error",
+     "Error: could not write the draft"),
+    ("checkin", "Checked in: CR-001 (v0.1)\nError: the meta was not written", "error",
+     "Error: the meta was not written"),
+    ("checkin", "Checked in: CR-001 (v0.1) rolled back", "error", "unexpected reply: Checked in: CR-001 (v0.1) rolled back"),
+    ("checkin", "Checked in: CR-002 (v0.1)", "error", "unexpected reply: Checked in: CR-002 (v0.1)"),  # another doc
+    ("checkin", "Note: nothing happened\nChecked in: CR-001 (v0.1)", "error", "unexpected reply: Note: nothing happened"),
+    ("checkin", "Checked in: CR-001 (v0.1)\nChecked in: CR-001 (v0.1)", "error",
+     "unexpected reply: Checked in: CR-001 (v0.1)"),
+    ("checkout", "Checked out: CR-001", "error", "unexpected reply: Checked out: CR-001"),  # no Workspace line
+    ("checkout", f"Checked out: CR-001\n{WS}CR-001.md\nError: disk full", "error", "Error: disk full"),
+    ("checkout", f"Checked out: CR-001\n{WS}CR-002.md", "error", "unexpected reply: Checked out: CR-001"),
+    ("status", "Error: Document not found: CR-404\nDocument: CR-404", "refused", "Error: Document not found: CR-404"),
+    ("workspace", "Workspace for claude:\nError: cannot list", "error", "Error: cannot list"),
 ])
 def test_classify_contract_texts(operation, text, status, reason):
-    assert classify(operation, text, False)[:2] == (status, reason)
+    assert classify(operation, text, False, "CR-001" if operation in ("checkin", "checkout") and
+                    "SOP-001" not in text else None)[:2] == (status, reason)
 
 
 def test_classify_tool_errors():
     status, reason, retry = classify("checkin", "Error executing tool qms_checkin: IDENTITY LOCKED: 'claude' is "
                                      "active in enforced mode (container instance 1234abcd). Trusted-mode ...", True)
-    assert (status, retry) == ("identity-locked", IDENTITY_TTL_S)
+    assert (status, retry) == ("identity-locked", None)  # the TTL is the server's: no delay is promised
     assert reason.startswith("IDENTITY LOCKED: 'claude'")
     assert classify("checkin", "Error executing tool qms_checkin: IDENTITY REQUIRED: the 'user' ...", True)[:2] == \
         ("error", "IDENTITY REQUIRED: the 'user' ...")
-
 
 # --- on disk --------------------------------------------------------------------------------------
 
@@ -136,16 +163,17 @@ async def test_every_refusal_is_classified(server, sample_project):
             (ops.checkout("CR-001", "claude"), "You already have CR-001 checked out"),
             (ops.checkout("CR-001", "lead"), "Error: CR-001 is checked out by claude"),
             (ops.checkout("CR-404", "claude"), "Error: Document not found: CR-404"),
-            (ops.checkout("CR-003", "lead"), "Error: CR-003 is in IN_PRE_REVIEW and owned by claude Only the document "
+            (ops.checkout("CR-003", "lead"), "Error: CR-003 is in IN_PRE_REVIEW and owned by claude\nOnly the document "
                                              "owner can checkout from an active workflow"),
             (ops.checkin("CR-002", "lead"), "Error: CR-002 not found in your workspace."),
-            (ops.checkout("CR-002", "qa"), "Permission Denied: 'checkout' command Your role: quality (qa)"),
+            (ops.checkout("CR-002", "qa"), "Permission Denied: 'checkout' command\n\nYour role: quality (qa)\n"
+                                           "Required role(s): initiator"),
             (ops.checkout("CR-002", "x"), "Error: User 'x' not found."),
         ]
         for call, reason in checks:
             before = tree_hash(root)
             out = await call
-            assert (out.status, out.reason) == ("refused", reason), out
+            assert out.status == "refused" and out.reason.startswith(reason), out
             assert tree_hash(root) == before
         # CLOSED ([latest]): the server refuses before anything else.
         path = next((root / "QMS" / ".meta").glob("*/CR-002.json"))
@@ -163,7 +191,9 @@ async def test_refused_checkin_leaves_the_copy_byte_identical(server, sample_pro
         before = tree_hash(root)
         out = await ops.checkin("CR-002", "claude")
         assert out.status == "refused"
-        assert out.reason.startswith("Permission Denied: 'checkin' command You (claude) are not the responsible user")
+        assert out.reason.startswith("Permission Denied: 'checkin' command\n\nYou (claude) are not the responsible user")
+        assert "Checkin refused: CR-002 for claude: Permission Denied: 'checkin' command You (claude)" in \
+            out.notice().one_line()
         assert out.workspace_intact is True and out.workspace.sha256 == hashlib.sha256(copy.read_bytes()).hexdigest()
         assert any("byte-identical" in a for a in out.actions)
         assert tree_hash(root) == before
@@ -200,7 +230,7 @@ async def test_repair_refuses_what_it_should_not_touch(server, sample_project):
     async with connected(server.url, sample_project) as ops:
         root = ops.project_root
         before = tree_hash(root)
-        assert (await ops.repair("CR-001", "claude")).reason.endswith("exists: nothing to repair (check it in instead)")
+        assert (await ops.repair("CR-001", "claude")).reason.endswith("UTC): nothing to repair (check it in instead)")
         assert (await ops.repair("CR-001", "lead")).reason == \
             "CR-001 is checked out by claude, not lead: repair it as claude"
         assert (await ops.repair("CR-404", "lead")).reason.startswith("CR-404 has no metadata")
@@ -214,16 +244,17 @@ async def test_repair_refuses_what_it_should_not_touch(server, sample_project):
 async def test_identity_locked_is_classified_and_repair_undoes_its_copy(sample_project, devserver_factory, transport):
     server = devserver_factory(sample_project, transport=transport, identity_ttl=60)
     root = sample_project
-    async with connected(server.url, root) as ops:
-        # A live agent session: one call in enforced mode, as a container's proxy makes it.
-        agent = await ops.link.call_tool("qms_inbox", {"user": "claude"},
-                                         headers={"X-QMS-Identity": "claude", "X-QMS-Instance": "c0ffee00-1111"})
-        assert not agent.is_error
+    proxy = {"X-QMS-Identity": "claude", "X-QMS-Instance": "c0ffee00-1111"}  # as a container's proxy sends them
+    async with connected(server.url, root, headers=proxy) as agent, connected(server.url, root) as ops:
+        assert (await agent.inbox("claude")).status == "ok"  # a live agent session, in enforced mode
 
         out = await ops.status("CR-001", "claude")
-        assert out.status == "identity-locked" and out.retry_after_s == IDENTITY_TTL_S
+        assert out.status == "identity-locked" and out.retry_after_s is None
         assert out.reason.startswith(
             "IDENTITY LOCKED: 'claude' is active in enforced mode (container instance c0ffee00)")
+        notice = out.notice()
+        assert notice.title == "Status refused" and "(instance c0ffee00)" in notice.message
+        assert "container" not in notice.message and " s " not in notice.message  # no claim, no promised wait
 
         copy = workspace_dir(root, "claude") / "CR-001.md"
         copy.write_text(copy.read_text(encoding="utf-8") + "\nwork in progress\n", encoding="utf-8")
@@ -237,7 +268,8 @@ async def test_identity_locked_is_classified_and_repair_undoes_its_copy(sample_p
         out = await ops.repair("CR-001", "claude")
         assert out.status == "identity-locked"
         assert out.actions[0].startswith("copied ") and out.actions[1].startswith("checkin as claude failed: IDENTITY")
-        assert out.actions[2].endswith("again: the files are as they were")
+        assert out.actions[2].startswith("checked .claude/users/claude/workspace/CR-001.md: byte-identical")
+        assert out.actions[3].endswith("again: the files are as they were")
         assert tree_hash(root) == before
         assert (await ops.status("CR-001", "lead")).status == "ok"  # other identities are not locked
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import pytest
 
+from core.devserver.server import FAULTS_ENV
 from core.errors import InvalidAgentId, InvalidDocumentId
 from core.layout import workspace_dir
 from core.mcp_link import McpLink
@@ -27,9 +29,14 @@ def tree_hash(root: Path) -> str:
     for folder, dirs, files in sorted(os.walk(root)):
         dirs.sort()
         digest.update(f"D {os.path.relpath(folder, root)}\n".encode())
-        for name in sorted(files):
+        for name in sorted(files + [d for d in dirs if Path(folder, d).is_symlink()]):
             path = Path(folder, name)
-            digest.update(f"F {path.relative_to(root)} ".encode() + hashlib.sha256(path.read_bytes()).digest())
+            st = path.lstat()
+            if stat.S_ISREG(st.st_mode):  # a link, fifo or device is hashed as what it is, never read
+                content = hashlib.sha256(path.read_bytes()).digest()
+            else:
+                content = f"{stat.S_IFMT(st.st_mode)} {os.readlink(path) if path.is_symlink() else ''}".encode()
+            digest.update(f"F {path.relative_to(root)} ".encode() + content)
     return digest.hexdigest()
 
 
@@ -320,3 +327,142 @@ def test_draft_path_follows_the_layout(tmp_path):
     assert draft_path(tmp_path, "TEMPLATE-CR", "TEMPLATE") == qms / "TEMPLATE/TEMPLATE-CR-draft.md"
     assert draft_path(tmp_path, "CR-001-TP-001-ER-001", "TP") == qms / "CR/CR-001/CR-001-TP-001-ER-001-draft.md"
     assert draft_path(tmp_path, "CR-404", "CR") is None
+
+
+# --- only a regular file in the real workspace folder is checked in (issue 11, item 5) ------------
+
+
+def _unsafe_entries(root: Path) -> list[tuple[str, str, str]]:
+    """Make each kind of hostile workspace entry in turn: (doc, setup name, expected reason part)."""
+    return [("SOP-001", "symlink to a host file", "is a symlink"),
+            ("CR-001", "symlink over the copy", "is a symlink"),
+            ("CR-001", "directory", "is a directory"),
+            ("CR-001", "fifo", "is a fifo"),
+            ("CR-001", "hard link", "is a hard link"),
+            ("CR-001", "symlinked workspace folder", ".claude/users/claude/workspace is a symlink")]
+
+
+def _make(root: Path, doc: str, kind: str, outside: Path) -> None:
+    ws = workspace_dir(root, "claude")
+    target = ws / f"{doc}.md"
+    if kind != "symlink to a host file" and kind != "symlinked workspace folder":
+        target.unlink()
+    if kind == "symlink to a host file":
+        target.symlink_to("/etc/passwd")
+    elif kind == "symlink over the copy":
+        target.symlink_to(outside)
+    elif kind == "directory":
+        target.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "hard link":
+        os.link(outside, target)
+    else:
+        elsewhere = root.parent / "elsewhere"
+        elsewhere.mkdir()
+        (elsewhere / f"{doc}.md").write_bytes(outside.read_bytes())
+        ws.rename(root.parent / "real-workspace")
+        ws.symlink_to(elsewhere)
+
+
+async def test_checkin_and_repair_refuse_anything_but_a_regular_file(server, sample_project, tmp_path):
+    root = sample_project
+    outside = tmp_path / "host-secret.md"
+    outside.write_bytes(b"---\ntitle: host\n---\n\nroot:x:0:0:host file\n")
+    pristine = tmp_path / "pristine"
+    import shutil
+
+    shutil.copytree(root, pristine, symlinks=True)
+    async with connected(server.url, root) as ops:
+        for doc, kind, expected in _unsafe_entries(root):
+            shutil.rmtree(root)
+            shutil.copytree(pristine, root, symlinks=True)
+            _make(root, doc, kind, outside)
+            before = tree_hash(root)
+            with anyio.fail_after(10):  # a fifo must never block the read
+                out = await ops.checkin(doc, "claude")
+            assert out.status == "refused", (kind, out)
+            assert expected in out.reason and "nothing was sent to the server" in out.reason or \
+                "only through real folders" in out.reason, (kind, out.reason)
+            assert out.one_line().startswith(f"Checkin refused: {doc} for claude: ")
+            assert tree_hash(root) == before, kind
+            assert not any(e.method == "tools/call" and "qms_checkin" in (e.payload or "")
+                           for e in ops.link.stream.snapshot()), kind
+            if doc == "CR-001":  # repair: the target is there (or its folder is a link): refused, nothing changed
+                out = await ops.repair(doc, "claude")
+                assert out.status == "refused", (kind, out)
+                assert tree_hash(root) == before, kind
+
+
+# --- a lost reply is read back from the files (issue 11, item 2) -----------------------------------
+
+
+@pytest.fixture
+def faults(tmp_path, monkeypatch):
+    path = tmp_path / "faults.json"
+    monkeypatch.setenv(FAULTS_ENV, str(path))
+    return path
+
+
+async def _checkin_with_fault(server, root: Path, faults: Path, fault: dict, *, kill: bool, call_timeout: float = 60):
+    copy = workspace_dir(root, "claude") / "CR-001.md"
+    copy.write_bytes(copy.read_bytes() + b"\nthe agent's edit\n")
+    edited = copy.read_bytes()
+    faults.write_text(json.dumps(fault))
+    async with connected(server.url, root, call_timeout=call_timeout, backoff=(5, 5)) as ops:
+        async with anyio.create_task_group() as tg:
+            result: list = []
+
+            async def checkin() -> None:
+                result.append(await ops.checkin("CR-001", "claude"))
+
+            tg.start_soon(checkin)
+            if kill:
+                with anyio.fail_after(20):
+                    while not faults.with_name("faults.json.stalled").exists():
+                        await anyio.sleep(0.01)
+                server.process.kill()
+    return result[0], edited
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_server_killed_after_the_checkin_is_reported_checked_in(sample_project, devserver_factory, transport,
+                                                                       faults):
+    server = devserver_factory(sample_project, transport=transport)
+    out, edited = await _checkin_with_fault(server, sample_project, faults, {"command": "checkin", "when": "after"},
+                                            kill=True)
+    assert (out.status, out.reply_lost) == ("ok", True), out
+    assert out.notice().title == "Checked in"
+    assert not (workspace_dir(sample_project, "claude") / "CR-001.md").exists()
+    assert b"the agent's edit" in draft_path(sample_project, "CR-001", "CR").read_bytes()
+    assert meta(sample_project, "CR-001")["checked_out"] is False
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_server_killed_before_the_checkin_is_reported_not_checked_in(sample_project, devserver_factory,
+                                                                            transport, faults):
+    server = devserver_factory(sample_project, transport=transport)
+    out, edited = await _checkin_with_fault(server, sample_project, faults, {"command": "checkin", "when": "before"},
+                                            kill=True)
+    assert (out.status, out.reply_lost, out.workspace_intact) == ("error", True, True), out
+    assert out.reason.startswith("not checked in: the reply was lost and the files show no checkin")
+    assert out.notice().title == "Checkin failed" and "check CR-001 in again" in out.notice().message
+    assert (workspace_dir(sample_project, "claude") / "CR-001.md").read_bytes() == edited
+    assert meta(sample_project, "CR-001")["checked_out"] is True
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_stalled_checkin_is_unknown_and_may_complete_later(sample_project, devserver_factory, transport,
+                                                                   faults):
+    server = devserver_factory(sample_project, transport=transport)
+    out, edited = await _checkin_with_fault(server, sample_project, faults,
+                                            {"command": "checkin", "when": "before", "stall_s": 1.5},
+                                            kill=False, call_timeout=0.3)
+    assert (out.status, out.reply_lost, out.workspace_intact) == ("unknown", True, True), out
+    notice = out.notice()
+    assert notice.title == "Checkin outcome unknown" and "may still complete it" in notice.message
+    assert "`qms-panel status`" in notice.message
+    with anyio.fail_after(20):  # and it does: the server finishes the checkin after its stall
+        while meta(sample_project, "CR-001")["checked_out"]:
+            await anyio.sleep(0.05)
+    assert b"the agent's edit" in draft_path(sample_project, "CR-001", "CR").read_bytes()

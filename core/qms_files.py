@@ -30,7 +30,8 @@ from core.layout import inbox_dir, users_dir, workspace_dir
 __all__ = [
     "META_DIR", "AUDIT_DIR", "ARCHIVE_DIR", "USERS_DIR", "DISPLACED_DIR", "NAMESPACES_FILE", "SOURCE_SUFFIX",
     "meta_path", "audit_path", "archive_path", "draft_path", "find_meta", "workspace_dir", "workspace_copy",
-    "inbox_dir", "displaced_dir", "CopyRead", "read_copy", "copy_problem", "entry_problem", "open_workspace",
+    "inbox_dir", "displaced_dir", "CopyRead", "read_copy", "read_entry", "copy_problem", "entry_problem",
+    "open_folder", "open_workspace",
 ]
 
 META_DIR = ("QMS", ".meta")
@@ -135,11 +136,16 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEX
 
 
 def open_workspace(project_root: Path, agent: str) -> int | None:
-    """A file descriptor of the agent's workspace folder, reached without following any link
-    below the project root; None if a folder on the way does not exist. UnsafeCopy if one is a
-    link or not a folder. The caller closes it."""
+    """:func:`open_folder` of the agent's workspace folder."""
+    return open_folder(project_root, workspace_dir(project_root, agent))
+
+
+def open_folder(project_root: Path, folder: Path) -> int | None:
+    """A file descriptor of ``folder`` (under the project root), reached without following any
+    link below the root; None if a folder on the way does not exist. UnsafeCopy if one is a link
+    or not a folder. The caller closes it."""
     root = Path(project_root)
-    rel = workspace_dir(root, agent).relative_to(root).parts
+    rel = Path(folder).relative_to(root).parts
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
     try:
         for i, part in enumerate(rel):
@@ -149,10 +155,14 @@ def open_workspace(project_root: Path, agent: str) -> int | None:
                 return None
             except OSError as exc:
                 where = "/".join(rel[: i + 1])
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    kind = "a symlink" if exc.errno == errno.ELOOP else "not a folder"
-                    raise UnsafeCopy(f"{where} is {kind}: qms-panel reads workspaces only through real "
-                                     "folders") from None
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # Linux says ENOTDIR for a link, too
+                    try:
+                        link = stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode)
+                    except OSError:
+                        link = exc.errno == errno.ELOOP
+                    kind = "a symlink" if link else "not a folder"
+                    raise UnsafeCopy(f"{where} is {kind}: qms-panel reads agents' folders only through "
+                                     "real folders") from None
                 raise UnsafeCopy(f"cannot open {where} ({exc.strerror or exc})") from None
             os.close(fd)
             fd = nxt
@@ -184,8 +194,42 @@ def entry_problem(st: os.stat_result) -> str | None:
 
 
 def _unsafe(rel: str, problem: str) -> UnsafeCopy:
-    return UnsafeCopy(f"{rel} {problem}: only a regular file in the agent's workspace folder is checked in; "
+    what = f"{rel} {problem}".rstrip()
+    return UnsafeCopy(f"{what}: only a regular file in the agent's workspace folder is checked in; "
                       "nothing was sent to the server")
+
+
+def read_entry(dir_fd: int, name: str, *, limit: int | None = None) -> CopyRead | None:
+    """The bytes (the first ``limit``) of the entry ``name`` of the folder ``dir_fd``, read without
+    following links and without opening anything but a regular, singly linked file; None if absent.
+    Raises UnsafeCopy (detail: ``name`` and the problem) for anything else."""
+    try:
+        before = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if problem := entry_problem(before):
+        raise UnsafeCopy(f"{name} {problem}")
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UnsafeCopy(f"{name} is a symlink" if exc.errno == errno.ELOOP
+                         else f"{name} cannot be opened ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+            raise UnsafeCopy(f"{name} was replaced while it was opened")
+        if problem := entry_problem(st):
+            raise UnsafeCopy(f"{name} {problem}")
+        chunks = []
+        left = limit if limit is not None else -1
+        while left and (chunk := os.read(fd, 1 << 20 if left < 0 else min(left, 1 << 20))):
+            chunks.append(chunk)
+            left = left - len(chunk) if left > 0 else left
+    finally:
+        os.close(fd)
+    return CopyRead(b"".join(chunks), datetime.fromtimestamp(st.st_mtime, UTC))
 
 
 def read_copy(project_root: Path, agent: str, doc_id: str) -> CopyRead | None:
@@ -193,41 +237,16 @@ def read_copy(project_root: Path, agent: str, doc_id: str) -> CopyRead | None:
 
     Raises UnsafeCopy for anything but a regular, singly linked file in the real workspace folder.
     """
-    rel = str(workspace_copy(project_root, agent, doc_id).relative_to(project_root))
-    name = f"{doc_id}.md"
+    path = workspace_copy(project_root, agent, doc_id)
     ws = open_workspace(project_root, agent)
     if ws is None:
         return None
     try:
-        try:
-            before = os.stat(name, dir_fd=ws, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-        if problem := entry_problem(before):
-            raise _unsafe(rel, problem)
-        try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0),
-                         dir_fd=ws)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise _unsafe(rel, "is a symlink") from None
-            raise UnsafeCopy(f"cannot open {rel} ({exc.strerror or exc})") from None
-        try:
-            st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
-                raise _unsafe(rel, "was replaced while it was opened")
-            if problem := entry_problem(st):
-                raise _unsafe(rel, problem)
-            chunks = []
-            while chunk := os.read(fd, 1 << 20):
-                chunks.append(chunk)
-        finally:
-            os.close(fd)
+        return read_entry(ws, path.name)
+    except UnsafeCopy as err:
+        raise _unsafe(str(path.parent.relative_to(project_root) / err.detail), "") from None
     finally:
         os.close(ws)
-    return CopyRead(b"".join(chunks), datetime.fromtimestamp(st.st_mtime, UTC))
 
 
 def copy_problem(project_root: Path, agent: str, doc_id: str) -> str | None:

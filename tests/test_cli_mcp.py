@@ -173,3 +173,21 @@ def test_ping_with_a_container(sample_project, devserver_factory, test_image, un
                "/mcp answers 404 but /sse answers SSE" in mismatch.stdout
     finally:
         manager.remove("claude", remove_volume=True)
+
+
+def test_call_timeout_from_toml_env_and_flag(sample_project, tmp_path, monkeypatch):
+    from datetime import timedelta
+
+    from core.errors import SettingsError
+    from core.settings import load_settings
+
+    toml = tmp_path / "qms-panel.toml"
+    toml.write_text(f'project_root = "{sample_project}"\ncall_timeout = "2m"\n')
+    assert load_settings(config=toml).call_timeout == timedelta(minutes=2)
+    monkeypatch.setenv("QMS_PANEL_CALL_TIMEOUT", "45")
+    assert load_settings(config=toml).call_timeout == timedelta(seconds=45)
+    assert load_settings({"call_timeout": "1.5s"}, config=toml).call_timeout == timedelta(seconds=1.5)
+    toml.write_text(f'project_root = "{sample_project}"\ncall_timeout = nan\n')
+    monkeypatch.delenv("QMS_PANEL_CALL_TIMEOUT")
+    with pytest.raises(SettingsError, match=r"^Bad configuration: call_timeout: nan is not a duration"):
+        load_settings(config=toml)

@@ -466,3 +466,51 @@ async def test_a_stalled_checkin_is_unknown_and_may_complete_later(sample_projec
         while meta(sample_project, "CR-001")["checked_out"]:
             await anyio.sleep(0.05)
     assert b"the agent's edit" in draft_path(sample_project, "CR-001", "CR").read_bytes()
+
+
+# --- checkout never follows or overwrites what is at its target (issue 11, item 1) ---------------
+
+
+async def test_checkout_refuses_a_link_at_its_target_and_force_moves_the_link_itself(server, sample_project,
+                                                                                      tmp_path):
+    root = sample_project
+    host = tmp_path / "host-file"
+    host.write_bytes(b"host bytes\n")
+    target = workspace_dir(root, "claude") / "CR-002.md"  # CR-002 is checked in
+    target.symlink_to(host)
+    async with connected(server.url, root) as ops:
+        before = tree_hash(root)
+        out = await ops.checkout("CR-002", "claude")
+        assert out.status == "refused" and "exists while CR-002 is checked in" in out.reason
+        assert "; it is a symlink)" in out.reason and "--force" in out.reason
+        assert tree_hash(root) == before
+        out = await ops.checkout("CR-002", "claude", force=True)
+        assert out.ok, out
+        assert out.displaced is not None and out.displaced.is_symlink() and os.readlink(out.displaced) == str(host)
+        assert out.actions[0].startswith("moved .claude/users/claude/workspace/CR-002.md (")
+        assert host.read_bytes() == b"host bytes\n"  # the server wrote a fresh copy, not through the link
+        assert target.is_file() and not target.is_symlink()
+        assert meta(root, "CR-002")["checked_out"] is True
+
+
+async def test_file_work_runs_off_the_event_loop(server, sample_project, monkeypatch):
+    """Reading and hashing the copy, .meta and drafts happen in a worker thread, never on the loop."""
+    import threading
+
+    import core.qms_ops as qms_ops
+
+    threads: set[str] = set()
+    for name in ("read_copy", "find_meta", "draft_path"):
+        real = getattr(qms_ops, name)
+
+        def spy(*args, _real=real, **kwargs):
+            threads.add(threading.current_thread().name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(qms_ops, name, spy)
+    async with connected(server.url, sample_project) as ops:
+        (workspace_dir(sample_project, "claude") / "CR-001.md").unlink()
+        assert (await ops.repair("CR-001", "claude")).ok
+        assert (await ops.checkout("CR-001", "claude")).ok
+        assert (await ops.checkin("CR-001", "claude")).ok
+    assert threads and threading.main_thread().name not in threads, threads

@@ -11,7 +11,7 @@ links: :func:`read_copy` walks from the project root to the workspace folder one
 time with ``O_NOFOLLOW``, ``lstat``s the copy before opening it (a fifo or device is never
 opened), opens it ``O_NOFOLLOW | O_NONBLOCK`` and accepts only a regular file with one link whose
 ``fstat`` is the entry it ``lstat``ed. Anything else raises :class:`~core.errors.UnsafeCopy`
-with the reason. :func:`copy_problem` gives the same verdict for the scanner without reading.
+with the reason. The scanner lists entries with :func:`entry_problem` of their ``lstat``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from core.layout import inbox_dir, users_dir, workspace_dir
 __all__ = [
     "META_DIR", "AUDIT_DIR", "ARCHIVE_DIR", "USERS_DIR", "DISPLACED_DIR", "NAMESPACES_FILE", "SOURCE_SUFFIX",
     "meta_path", "audit_path", "archive_path", "draft_path", "find_meta", "workspace_dir", "workspace_copy",
-    "inbox_dir", "displaced_dir", "CopyRead", "read_copy", "read_entry", "copy_problem", "entry_problem",
+    "inbox_dir", "displaced_dir", "CopyRead", "read_copy", "read_entry", "entry_problem",
     "open_folder", "open_workspace",
 ]
 
@@ -207,6 +207,8 @@ def read_entry(dir_fd: int, name: str, *, limit: int | None = None) -> CopyRead 
         before = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise UnsafeCopy(f"{name} cannot be read ({exc.strerror or exc})") from None
     if problem := entry_problem(before):
         raise UnsafeCopy(f"{name} {problem}")
     try:
@@ -227,6 +229,8 @@ def read_entry(dir_fd: int, name: str, *, limit: int | None = None) -> CopyRead 
         while left and (chunk := os.read(fd, 1 << 20 if left < 0 else min(left, 1 << 20))):
             chunks.append(chunk)
             left = left - len(chunk) if left > 0 else left
+    except OSError as exc:
+        raise UnsafeCopy(f"{name} cannot be read ({exc.strerror or exc})") from None
     finally:
         os.close(fd)
     return CopyRead(b"".join(chunks), datetime.fromtimestamp(st.st_mtime, UTC))
@@ -247,20 +251,3 @@ def read_copy(project_root: Path, agent: str, doc_id: str) -> CopyRead | None:
         raise _unsafe(str(path.parent.relative_to(project_root) / err.detail), "") from None
     finally:
         os.close(ws)
-
-
-def copy_problem(project_root: Path, agent: str, doc_id: str) -> str | None:
-    """Why ``agent``'s copy of ``doc_id`` would be refused (without reading it), or None."""
-    try:
-        ws = open_workspace(project_root, agent)
-    except UnsafeCopy as err:
-        return err.detail
-    if ws is None:
-        return None
-    try:
-        st = os.stat(f"{doc_id}.md", dir_fd=ws, follow_symlinks=False)
-    except OSError:
-        return None
-    finally:
-        os.close(ws)
-    return entry_problem(st)

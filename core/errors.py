@@ -107,7 +107,15 @@ class LinkDown(McpError):
     title = "MCP link down"
 
 
+class ReplyLost(LinkDown):
+    """A call was sent but its reply never came: the connection closed during it."""
+
+    title = "MCP reply lost"
+
+
 class CallTimeout(McpError):
+    """A call was sent but not answered within the call timeout (the server may still act on it)."""
+
     title = "MCP call timed out"
 
 
@@ -121,6 +129,12 @@ class QmsOperationError(QmsPanelError):
 
 class WorkspaceCopyMissing(QmsOperationError):
     title = "Workspace copy missing"
+
+
+class UnsafeCopy(QmsOperationError):
+    """A workspace entry that is not a regular file in the real workspace folder (a link, a fifo...)."""
+
+    title = "Unsafe workspace copy"
 
 
 class ProjectError(QmsPanelError):

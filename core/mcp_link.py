@@ -24,9 +24,8 @@ import math
 import random
 import socket
 import time
-import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -40,17 +39,16 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError as SdkMcpError
 from mcp.shared.message import SessionMessage
-from mcp.types import CONNECTION_CLOSED, JSONRPCRequest
+from mcp.types import CONNECTION_CLOSED
 from pydantic import BaseModel
 
-from core.errors import CallTimeout, LinkDown, McpError, ServerReplyError
+from core.errors import CallTimeout, LinkDown, McpError, ReplyLost, ServerReplyError
 from core.mcp_stream import McpStream, redact_text, redact_url
 from core.settings import transport_from_url
 
 LinkStatus = Literal["connecting", "connected", "down"]
 TransportName = Literal["sse", "streamable-http"]
 
-_HEADERS_TOKEN = "qms-panel/headers"  # a _meta key the link strips before the message leaves
 _HTTP_HINTS = {
     404: "wrong path or transport? /sse is SSE, /mcp is streamable HTTP",
     405: "wrong path or transport? /sse is SSE, /mcp is streamable HTTP",
@@ -142,23 +140,42 @@ def describe_error(exc: BaseException) -> str:
     return redact_text(f"{type(leaf).__name__}: {text}" if text else type(leaf).__name__)
 
 
-# --- recording and per-call headers ------------------------------------------------------
+# --- recording and noticing a dropped connection ------------------------------------------------
 
 
 class _SseTap(httpx.AsyncByteStream):
-    """Passes a response body through unchanged while recording the SSE events in it."""
+    """Passes a response body through unchanged while recording the SSE events in it.
 
-    def __init__(self, inner: httpx.AsyncByteStream, stream: McpStream) -> None:
+    For the SSE body of a streamable-HTTP POST (``on_dropped`` set), a body that fails or ends
+    before it carried a JSON-RPC response calls ``on_dropped(reason)``. The SDK's streamable HTTP
+    client swallows that error (``_handle_sse_response`` logs it at debug level and, with no event
+    id to resume from, returns): the request would wait for the whole call timeout. SSE notices
+    at once because its one GET stream ending closes the session.
+    """
+
+    def __init__(self, inner: httpx.AsyncByteStream, stream: McpStream,
+                 on_dropped: Callable[[str], None] | None = None) -> None:
         self._inner = inner
         self._stream = stream
+        self._on_dropped = on_dropped
+        self._answered = False
         self._buffer = b""
         self._event = ""
         self._data: list[str] = []
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
-            self._feed(chunk)
-            yield chunk
+        try:
+            async for chunk in self._inner:
+                self._feed(chunk)
+                yield chunk
+        except Exception as exc:
+            self._dropped(describe_error(exc))
+            raise
+        self._dropped("the server closed the connection before it answered")
+
+    def _dropped(self, reason: str) -> None:
+        if self._on_dropped is not None and not self._answered:
+            self._on_dropped(reason)
 
     def _feed(self, chunk: bytes) -> None:
         self._buffer += chunk
@@ -170,6 +187,7 @@ class _SseTap(httpx.AsyncByteStream):
                     data = "\n".join(self._data)
                     if data or self._event == "endpoint":
                         self._stream.record_sse(self._event or "message", data)
+                        self._answered = self._answered or _is_response(data)
                 self._event, self._data = "", []
             elif line.startswith(":"):
                 continue  # comment / keep-alive
@@ -186,24 +204,22 @@ class _SseTap(httpx.AsyncByteStream):
 
 
 class _TapTransport(httpx.AsyncBaseTransport):
-    """The httpx transport under the SDK client: records SSE and HTTP errors, adds per-call headers."""
+    """The httpx transport under the SDK client: records SSE and HTTP errors; with ``on_dropped``
+    (streamable HTTP), a request's reply stream that drops before its response reports it."""
 
-    def __init__(self, stream: McpStream, call_headers: dict[Any, dict[str, str]]) -> None:
+    def __init__(self, stream: McpStream, on_dropped: Callable[[str], None] | None = None) -> None:
         self._inner = httpx.AsyncHTTPTransport()
         self._stream = stream
-        self._call_headers = call_headers
+        self._on_dropped = on_dropped
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._call_headers and request.method == "POST":
-            extra = self._call_headers.pop(_request_id(request), None)
-            if extra:
-                request.headers.update(extra)
         response = await self._inner.handle_async_request(request)
         if response.status_code >= 400:
             self._stream.record_http_error(request.method, str(request.url), response.status_code,
                                            httpx.codes.get_reason_phrase(response.status_code))
         elif response.headers.get("content-type", "").startswith("text/event-stream"):
-            response.stream = _SseTap(response.stream, self._stream)
+            watch = self._on_dropped if request.method == "POST" and _request_id(request) is not None else None
+            response.stream = _SseTap(response.stream, self._stream, watch)
         return response
 
     async def aclose(self) -> None:
@@ -216,6 +232,15 @@ def _request_id(request: httpx.Request) -> Any:
     except (ValueError, httpx.RequestNotRead):
         return None
     return body.get("id") if isinstance(body, dict) else None
+
+
+def _is_response(data: str) -> bool:
+    """An SSE ``data`` that is a JSON-RPC response (a result or an error), not a notification."""
+    try:
+        message = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and "id" in message and ("result" in message or "error" in message)
 
 
 class _RecordingReceive(ObjectReceiveStream[Any]):
@@ -245,21 +270,13 @@ class _RecordingReceive(ObjectReceiveStream[Any]):
 
 
 class _RecordingSend(ObjectSendStream[SessionMessage]):
-    """The session's write stream: strips the per-call headers token, records each message."""
+    """The session's write stream: records each message."""
 
     def __init__(self, inner: ObjectSendStream[SessionMessage], link: McpLink) -> None:
         self._inner = inner
         self._link = link
 
     async def send(self, item: SessionMessage) -> None:
-        root = item.message.root
-        if isinstance(root, JSONRPCRequest) and root.params and isinstance(root.params.get("_meta"), dict):
-            token = root.params["_meta"].pop(_HEADERS_TOKEN, None)
-            if not root.params["_meta"]:
-                del root.params["_meta"]
-            headers = self._link._pending_headers.pop(token, None) if token else None
-            if headers:
-                self._link._call_headers[root.id] = headers
         self._link.stream.record_message("out", item.message.model_dump(by_alias=True, mode="json",
                                                                         exclude_none=True))
         await self._inner.send(item)
@@ -303,8 +320,6 @@ class McpLink:
         self._session_closed: anyio.Event | None = None
         self._lost_event: anyio.Event | None = None
         self._lost_reason: str | None = None
-        self._pending_headers: dict[str, dict[str, str]] = {}
-        self._call_headers: dict[Any, dict[str, str]] = {}
 
     # --- state -----------------------------------------------------------------------
 
@@ -392,7 +407,6 @@ class McpLink:
     async def _session_once(self) -> None:
         self._lost_event = anyio.Event()
         self._lost_reason = None
-        self._call_headers.clear()
         closed = anyio.Event()
         try:
             with anyio.CancelScope() as scope:
@@ -436,7 +450,8 @@ class McpLink:
 
     def _http_client(self, headers: dict[str, str] | None = None, timeout: httpx.Timeout | None = None,
                      auth: httpx.Auth | None = None) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=_TapTransport(self.stream, self._call_headers), headers=headers,
+        on_dropped = self._lost if self.transport == "streamable-http" else None
+        return httpx.AsyncClient(transport=_TapTransport(self.stream, on_dropped), headers=headers,
                                  timeout=timeout or httpx.Timeout(30.0, read=300.0), auth=auth)
 
     @asynccontextmanager
@@ -454,17 +469,15 @@ class McpLink:
     # --- calls from any task ---------------------------------------------------------
 
     async def call_tool(self, name: str, arguments: dict[str, Any] | None = None, *,
-                        headers: dict[str, str] | None = None, timeout: float | None = None) -> ToolResult:
-        """Call a tool through the live session; ``headers`` go on this call's HTTP request only."""
+                        timeout: float | None = None) -> ToolResult:
+        """Call a tool through the live session, waiting at most ``timeout`` (else ``call_timeout``).
+
+        LinkDown when not connected (nothing was sent); once sent, ReplyLost when the connection
+        closes before the reply and CallTimeout when none comes in time (the server may still act).
+        """
         session, closed = self._session, self._session_closed
         if session is None or closed is None or self._state.status != "connected":
             raise LinkDown(f"{self._state.url}: {self._state.reason or self._state.status}")
-        meta = None
-        token = None
-        if headers:
-            token = uuid.uuid4().hex
-            self._pending_headers[token] = dict(headers)
-            meta = {_HEADERS_TOKEN: token}
         limit = timeout if timeout is not None else self.call_timeout
         result = None
         try:
@@ -476,16 +489,13 @@ class McpLink:
                 tg.start_soon(watch)
                 try:
                     result = await session.call_tool(name, arguments or {},
-                                                     read_timeout_seconds=timedelta(seconds=limit), meta=meta)
+                                                     read_timeout_seconds=timedelta(seconds=limit))
                 finally:
                     tg.cancel_scope.cancel()
         except Exception as exc:  # noqa: BLE001 - translated at the edge
             raise self._call_error(name, limit, exc) from None
-        finally:
-            if token:
-                self._pending_headers.pop(token, None)
         if result is None:
-            raise LinkDown(f"{self._state.url}: the connection closed during {name}"
+            raise ReplyLost(f"{self._state.url}: the connection closed during {name}"
                            + (f" ({self._lost_reason})" if self._lost_reason else ""))
         text = "\n".join(c.text for c in result.content if getattr(c, "type", None) == "text")
         return ToolResult(text=text, is_error=bool(result.isError), structured=result.structuredContent)
@@ -498,16 +508,17 @@ class McpLink:
         if isinstance(leaf, SdkMcpError) and leaf.error.code != CONNECTION_CLOSED:
             return ServerReplyError(redact_text(f"{name}: {leaf.error.message}"))
         if isinstance(leaf, (SdkMcpError, anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream)):
-            return LinkDown(f"{self._state.url}: the connection closed during {name}")
+            return ReplyLost(f"{self._state.url}: the connection closed during {name}")
         return McpError(f"{name}: {describe_error(leaf)}")
 
 
 @asynccontextmanager
 async def open_link(url: str, *, transport: TransportName | None = None, headers: dict[str, str] | None = None,
-                    timeout: float = 10.0, stream: McpStream | None = None) -> AsyncIterator[McpLink]:
+                    timeout: float = 10.0, call_timeout: float = 60.0,
+                    stream: McpStream | None = None) -> AsyncIterator[McpLink]:
     """A link for a short job: connected on entry (else LinkDown at the first failure), stopped on exit."""
     link = McpLink(url, transport=transport, headers=headers, stream=stream, connect_timeout=timeout,
-                   ping_interval=60.0)
+                   call_timeout=call_timeout, ping_interval=60.0)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(link.run)

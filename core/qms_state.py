@@ -17,6 +17,13 @@ The files are the ones the QMS CLI writes (``../shared/reference/qms-contract.md
    only: the agent may be reading or thinking.
 4. ``ok``.
 
+A copy that is not a regular, singly linked file (a symlink, a folder, a fifo, a device, a hard
+link) is ``unsafe`` whatever else applies: checkin and repair refuse it, and the scanner never
+reads through it (an agent can point a workspace entry at ``/etc/shadow``, or make a fifo that
+would block a reader forever): entries are ``lstat``ed, titles read with ``O_NOFOLLOW |
+O_NONBLOCK`` (:mod:`core.qms_files`). A workspace or inbox folder that is itself a link is not
+listed; that is a warning.
+
 A workspace ``*.md`` with no matching checkout (the document is not checked out, or is held by
 someone else) is a row too, ``unmanaged``, held by the workspace's owner.
 
@@ -39,6 +46,7 @@ elsewhere in an audit file goes unreported by the scanner (the watcher reports n
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -51,15 +59,25 @@ from typing import Any, Iterable, Literal, NamedTuple
 import yaml
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from core.errors import ProjectError, QmsFileUnreadable
-from core.layout import inbox_dir, workspace_dir
+from core.errors import ProjectError, QmsFileUnreadable, UnsafeCopy
+from core.qms_files import (
+    AUDIT_DIR,
+    META_DIR,
+    NAMESPACES_FILE,
+    SOURCE_SUFFIX,
+    USERS_DIR,
+    audit_path,
+    entry_problem,
+    inbox_dir,
+    open_folder,
+    read_entry,
+    workspace_dir,
+)
 from core.settings import AGENT_ID_RE
 
-META_DIR = ("QMS", ".meta")
-AUDIT_DIR = ("QMS", ".audit")
-USERS_DIR = (".claude", "users")
-NAMESPACES_FILE = "sdlc_namespaces.json"  # QMS/.meta/sdlc_namespaces.json: not a document
-SOURCE_SUFFIX = ".source.json"  # QMS/.meta/VR/<ID>.source.json: interactive source, not metadata
+__all__ = ["AUDIT_DIR", "META_DIR", "USERS_DIR", "RowState", "ScanWarning", "WorkspaceFile", "InboxTask",
+           "CheckoutRow", "QmsSnapshot", "AuditRecord", "audit_record", "parse_time", "sha256", "scan",
+           "rescan_paths", "restate", "running_agents", "classify_path"]
 
 TAIL_BLOCK = 16 * 1024  # audit files are read backwards in blocks of this size
 HEAD_BYTES = 4 * 1024  # a workspace copy's frontmatter (title) sits in its first bytes
@@ -100,6 +118,7 @@ class RowState(StrEnum):
     ORPHANED = "orphaned"
     MISSING_COPY = "missing-copy"
     UNMANAGED = "unmanaged"
+    UNSAFE = "unsafe"  # the copy is a link, folder, fifo, device or hard link: never read, never checked in
 
 
 class ScanWarning(BaseModel):
@@ -123,6 +142,7 @@ class WorkspaceFile(BaseModel):
     size: int
     mtime: datetime  # UTC
     title: str | None = None  # from the copy's frontmatter
+    unsafe: str | None = None  # why it is not a regular, singly linked file ("is a symlink"), else None
 
     def sha256(self) -> str:
         return sha256(self.path)
@@ -244,9 +264,12 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def sha256(path: Path | str) -> str:
-    """Hex SHA-256 of a file (a workspace copy), read on demand."""
+    """Hex SHA-256 of a file (a workspace copy), read on demand, never through a link or from a fifo."""
     try:
-        with open(path, "rb") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with open(fd, "rb") as fh:
+            if entry_problem(os.fstat(fd)):
+                raise OSError(errno.EINVAL, f"not a regular file ({entry_problem(os.fstat(fd))})")
             return hashlib.file_digest(fh, "sha256").hexdigest()
     except OSError as exc:
         raise QmsFileUnreadable(f"{path}: {exc.strerror or exc}") from None
@@ -409,7 +432,7 @@ def classify_path(root: Path, path: Path | str) -> list[tuple[Area, str | None]]
 
 
 def _audit_path(root: Path, type_dir: str, doc_id: str) -> str:
-    return os.path.join(root, *AUDIT_DIR, type_dir, doc_id + ".jsonl")
+    return str(audit_path(root, type_dir, doc_id))
 
 
 def _scan_metas(root: Path, warnings: list[ScanWarning]) -> tuple[dict[str, _Doc], dict[str, _Hold]]:
@@ -578,39 +601,57 @@ def _agent_ids(root: Path, given: tuple[str, ...], warnings: list[ScanWarning]) 
     return agents
 
 
-def _list_dir(folder: Path, warnings: list[ScanWarning]) -> list[os.DirEntry]:
+def _list_dir(root: Path, folder: Path, warnings: list[ScanWarning]) -> tuple[int | None, list[os.DirEntry]]:
+    """An open descriptor of ``folder`` (reached without following links; the caller closes it)
+    and its ``*.md`` entries, by name. (None, []) when it is missing or unusable (a warning)."""
     try:
-        with os.scandir(folder) as entries:
-            return sorted((e for e in entries if e.name.endswith(".md") and not e.name.startswith(".")),
-                          key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+        fd = open_folder(root, folder)
+    except UnsafeCopy as err:
+        warnings.append(ScanWarning(path=folder, reason=f"not listed: {err.detail}"))
+        return None, []
     except OSError as exc:
         warnings.append(ScanWarning(path=folder, reason=f"cannot list: {exc.strerror or exc}"))
-        return []
+        return None, []
+    if fd is None:
+        return None, []
+    try:
+        with os.scandir(fd) as entries:
+            return fd, sorted((e for e in entries if e.name.endswith(".md") and not e.name.startswith(".")),
+                              key=lambda e: e.name)
+    except OSError as exc:
+        os.close(fd)
+        warnings.append(ScanWarning(path=folder, reason=f"cannot list: {exc.strerror or exc}"))
+        return None, []
 
 
 def _list_workspace(root: Path, agent: str, previous: Iterable[WorkspaceFile],
                     warnings: list[ScanWarning]) -> list[WorkspaceFile]:
-    """The agent's ``*.md`` copies; a copy unchanged since ``previous`` (size, mtime) is reused."""
+    """The agent's ``*.md`` copies; a copy unchanged since ``previous`` (size, mtime) is reused.
+    Entries are ``lstat``ed; one that is not a regular file with one link is listed as unsafe."""
     known = {f.name: f for f in previous}
     files = []
-    for entry in _list_dir(workspace_dir(root, agent), warnings):
-        try:
-            if not entry.is_file():
+    folder = workspace_dir(root, agent)
+    fd, entries = _list_dir(root, folder, warnings)
+    try:
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # gone since the listing
+            mtime = datetime.fromtimestamp(st.st_mtime, UTC)
+            unsafe = entry_problem(st)
+            old = known.get(entry.name)
+            if old is not None and (old.size, old.mtime, old.unsafe) == (st.st_size, mtime, unsafe):
+                files.append(old)
                 continue
-            st = entry.stat()
-        except OSError:
-            continue  # gone since the listing
-        mtime = datetime.fromtimestamp(st.st_mtime, UTC)
-        old = known.get(entry.name)
-        if old is not None and old.size == st.st_size and old.mtime == mtime:
-            files.append(old)
-            continue
-        files.append(WorkspaceFile(
-            agent=agent, name=entry.name, doc_id=entry.name[:-3], path=Path(entry.path),
-            size=st.st_size, mtime=mtime, title=_copy_title(entry.path),
-        ))
+            files.append(WorkspaceFile(
+                agent=agent, name=entry.name, doc_id=entry.name[:-3], path=folder / entry.name,
+                size=st.st_size, mtime=mtime, title=None if unsafe or fd is None else _copy_title(fd, entry.name),
+                unsafe=unsafe,
+            ))
+    finally:
+        if fd is not None:
+            os.close(fd)
     return files
 
 
@@ -626,12 +667,14 @@ def _frontmatter(text: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _copy_title(path: str) -> str | None:
-    """The ``title:`` of a workspace copy's frontmatter. A plain one-line value (what the CLI
-    writes) is taken as is; anything fancier goes through YAML."""
+def _copy_title(dir_fd: int, name: str) -> str | None:
+    """The ``title:`` of a workspace copy's frontmatter (read without following links). A plain
+    one-line value (what the CLI writes) is taken as is; anything fancier goes through YAML."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(HEAD_BYTES).decode("utf-8", "replace")
+        read = read_entry(dir_fd, name, limit=HEAD_BYTES)
+        if read is None:
+            return None
+        head = read.data.decode("utf-8", "replace")
         if not head.startswith("---"):
             return None
         for line in head.split("\n")[1:]:
@@ -644,31 +687,41 @@ def _copy_title(path: str) -> str | None:
                 front = _frontmatter(head)
                 title = front.get("title") if front else None
                 return title if isinstance(title, str) else None
-    except (OSError, yaml.YAMLError):
+    except (OSError, UnsafeCopy, yaml.YAMLError):
         pass  # the copy is the agent's to edit: a broken header is not the panel's alarm
     return None
 
 
 def _list_inbox(root: Path, agent: str, warnings: list[ScanWarning]) -> list[InboxTask]:
     tasks = []
-    for entry in _list_dir(inbox_dir(root, agent), warnings):
-        if entry.name.startswith("task-"):
-            tasks.append(_read_task(agent, entry.path, entry.name, warnings))
+    folder = inbox_dir(root, agent)
+    fd, entries = _list_dir(root, folder, warnings)
+    try:
+        for entry in entries:
+            if entry.name.startswith("task-") and fd is not None:
+                tasks.append(_read_task(agent, fd, folder / entry.name, warnings))
+    finally:
+        if fd is not None:
+            os.close(fd)
     return tasks
 
 
-def _read_task(agent: str, path: str, name: str, warnings: list[ScanWarning]) -> InboxTask:
-    """A task from its frontmatter; what the file name tells fills the gaps of a bad one."""
+def _read_task(agent: str, dir_fd: int, path: Path, warnings: list[ScanWarning]) -> InboxTask:
+    """A task from its frontmatter (read without following links); what the file name tells
+    fills the gaps of a bad one."""
+    name = path.name
     front: dict[str, Any] = {}
     try:
-        with open(path, encoding="utf-8") as fh:
-            front = _frontmatter(fh.read()) or {}
+        read = read_entry(dir_fd, name)
+        front = _frontmatter(read.data.decode("utf-8")) or {} if read else {}
         if not front:
-            warnings.append(ScanWarning(path=Path(path), reason="no YAML frontmatter"))
+            warnings.append(ScanWarning(path=path, reason="no YAML frontmatter"))
+    except UnsafeCopy as err:
+        warnings.append(ScanWarning(path=path, reason=f"not read: {err.detail}"))
     except (OSError, UnicodeDecodeError) as exc:
-        warnings.append(ScanWarning(path=Path(path), reason=f"cannot read: {getattr(exc, 'strerror', None) or exc}"))
+        warnings.append(ScanWarning(path=path, reason=f"cannot read: {getattr(exc, 'strerror', None) or exc}"))
     except yaml.YAMLError as exc:
-        warnings.append(ScanWarning(path=Path(path), reason=f"frontmatter is not valid YAML: {exc}".splitlines()[0]))
+        warnings.append(ScanWarning(path=path, reason=f"frontmatter is not valid YAML: {exc}".splitlines()[0]))
     m = _TASK_NAME.match(name)
 
     def field(key: str) -> str | None:
@@ -709,6 +762,8 @@ def _state(copy: WorkspaceFile | None, holder: str | None, running: frozenset[st
            stuck_after: timedelta, now: datetime) -> RowState:
     if copy is None:
         return RowState.MISSING_COPY
+    if copy.unsafe:
+        return RowState.UNSAFE
     if running is not None and holder not in running:
         return RowState.ORPHANED
     if now - copy.mtime > stuck_after:
@@ -736,7 +791,7 @@ def _rows(docs: dict[str, _Doc], holds: dict[str, _Hold], workspaces: dict[str, 
             doc_id=doc_id, doc_type=doc.doc_type if doc else None, version=doc.version if doc else None,
             status=doc.status if doc else None, title=copy.title, holder=agent, held_since=None,
             held_since_source=None, checked_out_date=None, workspace_file=copy, last_edit=copy.mtime,
-            state=RowState.UNMANAGED,
+            state=RowState.UNSAFE if copy.unsafe else RowState.UNMANAGED,
         ))
     rows.sort(key=lambda r: (r.doc_id, r.state is RowState.UNMANAGED, r.holder or ""))
     return rows

@@ -113,7 +113,8 @@ def build_services(settings: Settings, *, now: Callable[[], datetime] | None = N
 
     manager = ContainerManager(settings, client=docker_client, extra_labels=extra_labels)
     stream = McpStream()
-    link = McpLink(settings.mcp_url, transport=settings.transport_for(), stream=stream)
+    link = McpLink(settings.mcp_url, transport=settings.transport_for(), stream=stream,
+                   call_timeout=settings.call_timeout.total_seconds())
     return Services(
         settings=settings,
         containers=manager,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import math
 import re
 import tomllib
 from datetime import timedelta
@@ -92,6 +93,8 @@ def state_dir_problem(state_dir: Path, project_root: Path | None) -> str | None:
 def parse_duration(value: Any) -> Any:
     """Accept seconds (int/float), '4h', '90m', '1h30m', '2d', or anything pydantic takes."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a duration (use e.g. 4h, 90m, 1h30m or seconds)")
         return timedelta(seconds=value)
     if isinstance(value, str):
         text = value.strip()
@@ -139,6 +142,8 @@ class Settings(BaseSettings):
     container_prefix: str = Field(default="qms-agent-", description="container name prefix")
     deploy_key: Path | None = Field(default=None, description="deploy key mounted read-only at /.ssh/id_ed25519")
     stuck_after: timedelta = Field(default=timedelta(hours=4), description="a checkout idle this long is stale")
+    call_timeout: timedelta = Field(default=timedelta(seconds=60),
+                                    description="how long one MCP call waits for its reply, e.g. 60, 30s, 2m")
     keymap: dict[str, str] = Field(default_factory=dict,
                                    description="binding id -> key(s), e.g. {\"container.restart\" = \"ctrl+r\"}")
     state_dir: Path = Field(default_factory=default_state_dir,
@@ -226,12 +231,12 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return value.expanduser().resolve()
 
-    @field_validator("stuck_after", mode="before")
+    @field_validator("stuck_after", "call_timeout", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value)
 
-    @field_validator("stuck_after")
+    @field_validator("stuck_after", "call_timeout")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value.total_seconds() <= 0:
@@ -295,7 +300,7 @@ def _describe(err: dict[str, Any], toml_path: Path | None, toml_keys: set[str]) 
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
             msg = msg[len(prefix):]
-    if err.get("type") == "timedelta_parsing" or (key == "stuck_after" and "timedelta" in msg):
+    if err.get("type") == "timedelta_parsing" or (key in ("stuck_after", "call_timeout") and "timedelta" in msg):
         msg = f"{err.get('input')!r} is not a duration (use e.g. 4h, 90m, 1h30m or seconds)"
     source = f" ({flag_name(key)} / {env_name(key)}" + (f" / {toml_path}" if key in toml_keys and toml_path else "") + ")"
     return f"{key}: {msg}{source}"

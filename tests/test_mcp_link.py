@@ -1,8 +1,10 @@
 """The MCP link against the real dev server over both transports: connect, tools, ping,
-calls from other tasks, per-call headers, and surviving its server's death."""
+calls from other tasks, fixed headers, and surviving its server's death (noticed at once, even in
+the middle of a call over streamable HTTP)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,7 +14,8 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 
-from core.errors import LinkDown
+from core.devserver.server import FAULTS_ENV
+from core.errors import CallTimeout, LinkDown, ReplyLost
 from core.mcp_link import LinkState, McpLink, describe_error
 
 TRANSPORTS = ["sse", "streamable-http"]
@@ -97,19 +100,19 @@ async def test_calls_from_many_tasks_share_the_session(sample_project, devserver
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_per_call_headers_reach_the_server(sample_project, devserver_factory, transport):
+async def test_a_links_headers_reach_the_server_on_every_call(sample_project, devserver_factory, transport):
     server = devserver_factory(sample_project, transport=transport, identity_ttl=30)
-    link = McpLink(server.url, ping_interval=60)
-    async with running(link):
-        enforced = await link.call_tool("qms_inbox", {"user": "claude"}, headers={"X-QMS-Identity": "claude"})
+    agent = McpLink(server.url, ping_interval=60, headers={"X-QMS-Identity": "claude"})  # as an agent's proxy
+    panel = McpLink(server.url, ping_interval=60)
+    async with running(agent), running(panel):
+        enforced = await agent.call_tool("qms_inbox", {"user": "claude"})
         assert not enforced.is_error
-        mismatch = await link.call_tool("qms_inbox", {"user": "lead"}, headers={"X-QMS-Identity": "claude"})
+        mismatch = await agent.call_tool("qms_inbox", {"user": "lead"})
         assert mismatch.is_error and "IDENTITY MISMATCH" in mismatch.text
-        trusted = await link.call_tool("qms_inbox", {"user": "claude"})
+        trusted = await panel.call_tool("qms_inbox", {"user": "claude"})
         assert trusted.is_error and "IDENTITY LOCKED" in trusted.text
-        other = await link.call_tool("qms_inbox", {"user": "lead"})  # the headers went on those calls only
+        other = await panel.call_tool("qms_inbox", {"user": "lead"})  # the panel's link sends no identity
         assert not other.is_error
-    assert not link._pending_headers and not link._call_headers
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -162,8 +165,62 @@ async def test_call_in_flight_when_the_server_dies_raises_link_down(sample_proje
             if server.process.poll() is None:  # an assertion failed before the kill: let it stop normally
                 os.kill(server.process.pid, signal.SIGCONT)
     server.stop()
-    assert len(outcome) == 1 and isinstance(outcome[0], LinkDown), outcome
+    assert len(outcome) == 1 and isinstance(outcome[0], ReplyLost), outcome
     assert "the connection closed during qms_status" in str(outcome[0])
+
+
+async def _call_into(link: McpLink, outcome: list, **options) -> None:
+    try:
+        await link.call_tool("qms_status", {"doc_id": "CR-001", "user": "claude"}, **options)
+        outcome.append("answered")
+    except Exception as exc:  # noqa: BLE001 - recorded for the assertion
+        outcome.append(exc)
+
+
+@pytest.fixture
+def faults(tmp_path, monkeypatch):
+    """The dev server's test hook file (set before the server starts): write a fault into it."""
+    path = tmp_path / "faults.json"
+    monkeypatch.setenv(FAULTS_ENV, str(path))
+    return path
+
+
+async def _until(path, timeout: float = 20) -> None:
+    with anyio.fail_after(timeout):
+        while not path.exists():
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_server_killed_after_it_did_the_work_is_noticed_at_once(sample_project, devserver_factory, transport,
+                                                                      faults):
+    """The server stalls after the work, inside the call (its reply started over streamable HTTP),
+    then dies: the call fails with ReplyLost at once, not after the call timeout (60 s here)."""
+    server = devserver_factory(sample_project, transport=transport)
+    link = McpLink(server.url, ping_interval=60, backoff=(5, 5), call_timeout=60)
+    outcome: list = []
+    async with running(link):
+        faults.write_text(json.dumps({"command": "status", "when": "after"}))
+        with anyio.fail_after(20):  # a guard far below the call timeout, not a measurement
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_call_into, link, outcome)
+                await _until(faults.with_name("faults.json.stalled"))
+                server.process.kill()
+    server.stop()
+    assert len(outcome) == 1 and isinstance(outcome[0], ReplyLost), outcome
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_stalled_call_times_out_after_the_call_timeout(sample_project, devserver_factory, transport, faults):
+    faults.write_text(json.dumps({"command": "status", "when": "before", "stall_s": 2}))
+    server = devserver_factory(sample_project, transport=transport)
+    link = McpLink(server.url, ping_interval=60, backoff=(5, 5), call_timeout=0.5)
+    outcome: list = []
+    async with running(link):
+        await _call_into(link, outcome)
+        assert faults.with_name("faults.json.stalled").exists()
+    assert len(outcome) == 1 and isinstance(outcome[0], CallTimeout), outcome
+    assert "no reply within 0.5 s" in str(outcome[0])
 
 
 async def test_not_connected_raises_link_down():

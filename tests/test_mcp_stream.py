@@ -172,7 +172,7 @@ async def test_no_credentials_in_events_or_state(sample_project, devserver_facto
     headers = {"Authorization": "Bearer bearer-qwe456", "X-API-Key": "key-xyz789"}
     link = McpLink(url, headers=headers, ping_interval=60)
     async with running(link):
-        await link.call_tool("qms_workspace", {"user": "claude"}, headers={"Authorization": "Bearer bearer-qwe456"})
+        await link.call_tool("qms_workspace", {"user": "claude"})
     dumped = json.dumps([e.model_dump(mode="json") for e in link.stream.snapshot()]) + link.state.model_dump_json()
     assert link.stream.total > 4
     for secret in SECRETS:

@@ -487,3 +487,50 @@ async def test_scan_of_a_project_made_through_real_checkouts(devserver, sample_p
     after = scan(root, containers=[Container("claude")], stuck_after=STUCK)
     assert {r.doc_id: r.state.value for r in after.checkouts} == {"CR-001": "ok", "CR-002": "missing-copy"}
     assert "not found in your workspace" in await call_tool(url, "qms_checkin", doc_id="CR-002", user="lead")
+
+
+# --- hostile workspace entries are unsafe rows, never read through (issue 11, item 5) -------------
+
+
+def test_unsafe_workspace_entries_are_rows_of_their_own_and_never_read(project, tmp_path):
+    secret = tmp_path / "host-secret"
+    secret.write_text("---\ntitle: HOST SECRET\n---\n")
+    ws = project.root / ".claude/users/claude/workspace"
+    for doc in ("CR-001", "CR-002", "CR-003", "CR-004", "CR-005"):
+        project.meta(doc, holder="claude", checked_out=True)
+    (ws / "CR-001.md").symlink_to(secret)
+    (ws / "CR-002.md").mkdir()
+    os.mkfifo(ws / "CR-003.md")  # reading it would block the scanner for good
+    os.link(secret, ws / "CR-004.md")
+    project.copy("claude", "CR-005")
+    (ws / "SOP-001.md").symlink_to("/etc/passwd")  # unmanaged, and a link
+    snap = do_scan(project, containers=[Container("claude")])
+    states = {(r.doc_id, r.state.value, r.workspace_file.unsafe if r.workspace_file else None) for r in snap.checkouts}
+    assert states == {("CR-001", "unsafe", "is a symlink"), ("CR-002", "unsafe", "is a directory"),
+                      ("CR-003", "unsafe", "is a fifo"), ("CR-004", "unsafe", "is a hard link (2 names for one file)"),
+                      ("CR-005", "ok", None), ("SOP-001", "unsafe", "is a symlink")}
+    assert all(r.title != "HOST SECRET" for r in snap.checkouts)
+    with pytest.raises(QmsFileUnreadable):
+        sha256(ws / "CR-003.md")  # on demand too: never from a fifo or through a link
+    with pytest.raises(QmsFileUnreadable):
+        sha256(ws / "CR-001.md")
+
+
+def test_a_symlinked_workspace_or_inbox_folder_is_not_listed(project, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "CR-001.md").write_text("---\ntitle: elsewhere\n---\n")
+    (elsewhere / "task-CR-001-review-v0-1.md").write_text("---\ndoc_id: CR-001\n---\n")
+    users = project.root / ".claude/users/claude"
+    for sub in ("workspace", "inbox"):
+        (users / sub).rmdir()
+        (users / sub).symlink_to(elsewhere)
+    (project.root / ".claude/users/qa/inbox" / "task-CR-009-review-v0-1.md").symlink_to(elsewhere / "CR-001.md")
+    snap = do_scan(project)
+    assert snap.workspaces["claude"] == [] and snap.inboxes["claude"] == []
+    assert [(t.doc_id, t.title) for t in snap.inboxes["qa"]] == [("CR-009", None)]  # from its name; not read
+    reasons = {(w.path.relative_to(project.root).as_posix(), w.reason) for w in snap.warnings}
+    assert (".claude/users/claude/workspace", "not listed: .claude/users/claude/workspace is a symlink: qms-panel "
+            "reads agents' folders only through real folders") in reasons
+    assert any(p == ".claude/users/qa/inbox/task-CR-009-review-v0-1.md" and r.startswith("not read: ")
+               and r.endswith("is a symlink") for p, r in reasons)

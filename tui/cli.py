@@ -46,6 +46,7 @@ SETTING_FLAGS: dict[str, str] = {
     "deploy_key": "deploy key mounted read-only at /.ssh/id_ed25519",
     "stuck_after": "a checkout idle this long is stale, e.g. 4h, 90m (default: 4h)",
     "state_dir": "qms-panel's own records, the action log (default: ~/.local/state/qms-panel)",
+    "call_timeout": "how long one MCP call waits for its reply, e.g. 60, 30s, 2m (default: 60 s)",
 }
 
 

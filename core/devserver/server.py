@@ -9,6 +9,16 @@ read from the HTTP request of each call (with SSE, the POST to ``/messages/``).
 The texts after the prefixes ``IDENTITY REQUIRED:`` / ``IDENTITY MISMATCH:`` (not in the code
 the contract quotes) are written from the requirement text REQ-MCP-015.
 
+This server is an independent oracle of the contract: it spells the QMS's file paths itself
+(:mod:`core.devserver.store`) and shares none of the panel's (:mod:`core.qms_files`), so a wrong
+path in the panel shows up as a test failure instead of agreeing with itself.
+
+**Test hook** (never changes the tools): with ``QMS_DEVSERVER_FAULTS=<file>`` in its environment,
+each call first looks for that JSON file, ``{"command": "checkin", "when": "before"|"after",
+"stall_s": 3600}``. When it names the call's CLI command, the server consumes it (renames it to
+``<file>.taken``), writes ``<file>.stalled`` and freezes for ``stall_s`` seconds, before or after
+doing the work: a test can then kill it with the reply lost, or let it finish late.
+
 The MCP SDK and uvicorn are imported inside :func:`build_server` and :func:`run` (about 2 s of
 CPU): ``qms-panel`` imports every command module at start, and a bad root or a busy port should
 fail at once.
@@ -16,7 +26,9 @@ fail at once.
 
 import asyncio
 import errno
+import json
 import logging
+import os
 import queue
 import signal
 import socket
@@ -43,6 +55,7 @@ KNOWN_AGENTS = frozenset({"lead", "claude", "qa", "bu", "tu_ui", "tu_scene", "tu
 ALLOWED_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "host.docker.internal:*"]
 ALLOWED_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", "http://host.docker.internal:*"]
 LOG_FORMAT = "%(asctime)s [%(name)s] %(levelname)s: %(message)s"
+FAULTS_ENV = "QMS_DEVSERVER_FAULTS"
 
 logger = logging.getLogger("qms-mcp")
 
@@ -126,6 +139,26 @@ def _identity_headers(ctx) -> tuple[str | None, str]:
     return headers.get("x-qms-identity") or None, headers.get("x-qms-instance", "")
 
 
+def stall_if_asked(command: str, when: str) -> None:
+    """The test hook (see the module docstring): freeze here if the faults file asks for it."""
+    path = os.environ.get(FAULTS_ENV)
+    if not path:
+        return
+    try:
+        spec = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(spec, dict) or spec.get("command") != command or spec.get("when") != when:
+        return
+    try:
+        os.replace(path, f"{path}.taken")  # a fault applies once
+    except OSError:
+        return
+    logger.warning(f"Test hook: stalling {command} {when} the work for {spec.get('stall_s', 3600)} s")
+    Path(f"{path}.stalled").write_text(when, encoding="utf-8")
+    time.sleep(float(spec.get("stall_s", 3600)))
+
+
 # --- the server -------------------------------------------------------------------------------
 
 
@@ -160,7 +193,9 @@ def build_server(project_root: Path, host: str = "127.0.0.1", port: int = 8000,
             logger.warning(f"Tool refused: user={user}, args={args}: {str(refusal).split(':')[0]}")
             raise ToolError(str(refusal)) from None
         logger.info(f"Tool invocation: user={resolved}, args={args}")
+        stall_if_asked(args[0], "before")
         result = command(resolved)
+        stall_if_asked(args[0], "after")
         logger.info(f"Tool result: {args[0]} success={result.ok}")
         return result.text
 

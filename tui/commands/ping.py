@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from core.safe_text import safe_line
 from tui.cli import EXIT_FAILED, EXIT_OK, print_json, settings_from_args
+from tui.commands._timeout import add_timeout_argument
 
 if TYPE_CHECKING:
     from core.doctor import DoctorReport, ProbeResult
@@ -21,8 +22,7 @@ HELP = "check the MCP server is reachable from the host and from inside each age
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
-                        help="per check (default: 5)")
+    add_timeout_argument(parser, 5.0, "per check")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

@@ -21,6 +21,7 @@ from core.qms_state import CheckoutRow, ScanWarning
 from core.safe_text import safe_line
 from core.services import Services, build_services
 from tui.cli import EXIT_FAILED, EXIT_OK, print_json, settings_from_args
+from tui.commands._timeout import add_timeout_argument
 from tui.widgets.formats import since
 
 NAME = "status"
@@ -47,8 +48,7 @@ class StatusReport(BaseModel):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
-                        help="how long to wait for the MCP link (default: 5)")
+    add_timeout_argument(parser, 5.0, "how long to wait for the MCP link to connect")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

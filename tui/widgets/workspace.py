@@ -11,6 +11,7 @@ from textual.message import Message
 from textual.reactive import var
 from textual.widgets import DataTable
 
+from core.safe_text import safe_line
 from tui.widgets.formats import plain, short, since
 from tui.widgets.pane import Pane
 
@@ -20,12 +21,14 @@ STATE_STYLE = {
     "orphaned": "bold magenta",
     "missing-copy": "bold red",
     "unmanaged": "italic cyan",
+    "unsafe": "bold red reverse",
 }
-STATE_ORDER = {"missing-copy": 0, "orphaned": 1, "stale": 2, "ok": 3, "unmanaged": 4}
+STATE_ORDER = {"unsafe": -1, "missing-copy": 0, "orphaned": 1, "stale": 2, "ok": 3, "unmanaged": 4}
 STATE_HINT = {
     "missing-copy": "missing copy: press R to repair",
     "orphaned": "orphaned: no running container; c checks it in",
     "stale": "stale: copy untouched for a while",
+    "unsafe": "unsafe: not a regular file in the workspace; checkin and repair refuse it",
 }
 
 
@@ -73,7 +76,9 @@ class WorkspacePane(Pane):
         self.table.replace_rows((row_key(r), self._cells(r)) for r in ordered)
         stuck = sum(state_of(r) in ("missing-copy", "orphaned", "stale") for r in self.rows)
         held = sum(state_of(r) != "unmanaged" for r in self.rows)
-        self.border_title = f"Workspace · {held} checked out" + (f" · {stuck} stuck" if stuck else "")
+        unsafe = sum(state_of(r) == "unsafe" for r in self.rows)
+        self.border_title = (f"Workspace · {held} checked out" + (f" · {stuck} stuck" if stuck else "")
+                             + (f" · {unsafe} unsafe" if unsafe else ""))
         self._update_notice()
         key = self.table.selected_key
         if key != self._announced:
@@ -106,6 +111,9 @@ class WorkspacePane(Pane):
             parts.append(("No documents checked out.", "dim"))
         selected = self.selected
         hint = STATE_HINT.get(state_of(selected)) if selected is not None else None
+        if hint and state_of(selected) == "unsafe" and selected.workspace_file is not None:
+            hint = (f"unsafe: {safe_line(selected.workspace_file.name)} {selected.workspace_file.unsafe}; "
+                    "checkin and repair refuse it")
         if hint:
             parts.append((f"{selected.doc_id}: {hint}", STATE_STYLE[state_of(selected)]))
         if self.warnings:

@@ -98,7 +98,7 @@ def test_another_projects_container_is_refused_naming_whose_it_is(cli, docker_cl
     started = docker_client.api.inspect_container(row["id"])["State"]["StartedAt"]
     for action in ("restart", "stop", "start", "remove", "attach"):
         error = refused(cli(action, "claude", "--json"), 1, "OtherProject")
-        assert error["detail"].startswith(f"{unique_prefix}claude belongs to the qms-panel project at "
+        assert error["error"].startswith(f"{unique_prefix}claude belongs to the qms-panel project at "
                                           f"{other.resolve()}; qms-panel never "), (action, error)
     state = docker_client.api.inspect_container(row["id"])["State"]
     assert state["Status"] == "running" and state["StartedAt"] == started

@@ -20,7 +20,7 @@ from core.mcp_link import LinkState
 from core.qms_state import CheckoutRow, ScanWarning
 from core.services import Services, build_services
 from tui.cli import EXIT_FAILED, EXIT_OK, print_json, settings_from_args
-from tui.widgets.formats import since
+from tui.formats import since
 
 NAME = "status"
 HELP = "containers, checked-out documents and the MCP link in one report"

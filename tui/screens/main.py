@@ -19,12 +19,12 @@ from textual.widgets import Footer
 from core.errors import QmsPanelError
 from core.qms_ops import check_doc_id
 from tui.actions import bindings
+from tui.formats import since, size, stamp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.input_dialog import InputScreen
 from tui.screens.payload import PayloadScreen
 from tui.widgets.containers import ContainersPane
-from tui.widgets.formats import since, size, stamp
 from tui.widgets.matrix import MatrixPane
 from tui.widgets.status_bar import EngineState, StatusBar
 from tui.widgets.stream import StreamPane

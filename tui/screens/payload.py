@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tui.actions import bindings
-from tui.widgets.formats import clock_time
+from tui.formats import clock_time
 from tui.widgets.stream import StreamLine
 
 

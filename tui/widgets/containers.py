@@ -11,7 +11,7 @@ from textual.message import Message
 from textual.reactive import var
 from textual.widgets import DataTable
 
-from tui.widgets.formats import age
+from tui.formats import age
 from tui.widgets.pane import Pane
 from tui.widgets.status_bar import EngineState
 

@@ -9,7 +9,7 @@ from typing import Any
 from rich.text import Text
 from textual.reactive import var
 
-from tui.widgets.formats import clock_time
+from tui.formats import clock_time
 from tui.widgets.pane import Pane
 from tui.widgets.status_bar import EngineState
 

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from tui.widgets.formats import clock_time, short
+from tui.formats import clock_time, short
 
 EngineStatus = Literal["unknown", "up", "down"]
 

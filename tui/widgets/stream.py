@@ -30,7 +30,7 @@ from textual.strip import Strip
 from textual.widgets import Input, Static
 
 from tui.actions import bindings
-from tui.widgets.formats import clock_time, short
+from tui.formats import clock_time, short
 
 Source = Literal["mcp", "docker", "qms"]
 SOURCES: tuple[Source, ...] = ("mcp", "docker", "qms")

@@ -11,7 +11,7 @@ from textual.message import Message
 from textual.reactive import var
 from textual.widgets import DataTable
 
-from tui.widgets.formats import short, since
+from tui.formats import short, since
 from tui.widgets.pane import Pane
 
 STATE_STYLE = {

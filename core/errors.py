@@ -117,6 +117,12 @@ class WorkspaceCopyMissing(QmsOperationError):
     title = "Workspace copy missing"
 
 
+class FeedEnded(QmsPanelError):
+    """A live feed (a board's engine stream or file watcher) ended: live state stops following."""
+
+    title = "Live feed ended"
+
+
 class ProjectError(QmsPanelError):
     title = "Bad project"
 

@@ -6,37 +6,26 @@ module has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int`
 
 Exit codes: 0 success, 1 the operation was refused or failed, 2 usage or configuration
 error. Errors are one line on stderr, never a traceback (set ``QMS_PANEL_DEBUG=1`` to see
-one).
+one). What the commands share with this module (settings from flags, JSON, one-line failures)
+is in :mod:`tui.cli_common`: a command never imports this module, which loads commands by name.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import pkgutil
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from types import ModuleType
+from typing import Callable
 
 from core.errors import InvalidAgentId, InvalidDocumentId, QmsPanelError, SettingsError, UsageError
-from core.settings import Settings, load_settings
+from tui.cli_common import (EXIT_FAILED, EXIT_USAGE, SETTING_FLAGS, error_json, fail, print_json,
+                            setting_overrides, settings_from_args)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 USAGE_ERRORS = (SettingsError, InvalidAgentId, InvalidDocumentId, UsageError)
-
-SETTING_FLAGS: dict[str, str] = {
-    "project_root": "host folder mounted as /pipe-dream (must contain QMS/)",
-    "agents": "comma-separated agent ids (default: claude)",
-    "image": "agent image (default: claude-agent)",
-    "mcp_url": "MCP URL from the host (default: http://127.0.0.1:8000/sse)",
-    "container_mcp_url": "MCP URL from inside containers (default: http://host.docker.internal:8000/sse)",
-    "mcp_transport": "sse, streamable-http or auto (default: from the URL path)",
-    "container_prefix": "container name prefix (default: qms-agent-)",
-    "deploy_key": "deploy key mounted read-only at /.ssh/id_ed25519",
-    "stuck_after": "a checkout idle this long is stale, e.g. 4h, 90m (default: 4h)",
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,7 +51,7 @@ def command_names() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
 
 
-def _load(name: str) -> Any:
+def _load(name: str) -> ModuleType:
     return importlib.import_module(f"tui.commands.{name}")
 
 
@@ -94,35 +83,6 @@ def _named_command(argv: list[str]) -> str | None:
     return next((a for a in argv if a in names), None)
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    overrides = {f: getattr(args, f) for f in SETTING_FLAGS if hasattr(args, f)}
-    config = getattr(args, "config", None)
-    return load_settings(overrides, Path(config) if config else None)
-
-
-def print_json(data: Any) -> None:
-    """Print a pydantic model, a list of them, or plain data as JSON on stdout."""
-    def plain(obj):
-        if hasattr(obj, "model_dump"):
-            return obj.model_dump(mode="json")
-        if isinstance(obj, (list, tuple)):
-            return [plain(o) for o in obj]
-        if isinstance(obj, dict):
-            return {k: plain(v) for k, v in obj.items()}
-        return obj
-
-    json.dump(plain(data), sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
-
-
-def error_json(err: QmsPanelError) -> dict:
-    return {"ok": False, "error": {"title": err.title, "detail": err.detail, "kind": type(err).__name__}}
-
-
-def fail(message: str) -> None:
-    print(f"qms-panel: {message}", file=sys.stderr)
-
-
 def run_guarded(func: Callable[[], int], *, as_json: bool = False) -> int:
     """Run ``func`` and turn every error into one line and an exit code."""
     try:
@@ -147,7 +107,8 @@ def _run_app(args: argparse.Namespace) -> int:
     if args.demo:
         from tui.demo import run_demo
 
-        return run_demo(args)
+        config = getattr(args, "config", None)
+        return run_demo(setting_overrides(args), Path(config) if config else None)
     settings = settings_from_args(args)
     from tui.launch import run_app
 

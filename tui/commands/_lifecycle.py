@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tui.cli import EXIT_OK, print_json, settings_from_args
+from tui.cli_common import EXIT_OK, print_json, settings_from_args
 
 
 def add_agent_arguments(parser) -> None:
@@ -11,12 +11,12 @@ def add_agent_arguments(parser) -> None:
 
 
 def run_lifecycle(args, method: str, done: str) -> int:
-    """Call ``ContainerManager.<method>(agent)`` and print the row (``done`` is the past tense)."""
-    from core.containers import ContainerManager
+    """Call the bundle's ``containers.<method>(agent)`` and print the row (``done`` is the past tense)."""
+    from core.services import build_services
     from core.settings import check_agent_id
 
     check_agent_id(args.agent)
-    row = getattr(ContainerManager(settings_from_args(args)), method)(args.agent)
+    row = getattr(build_services(settings_from_args(args)).containers, method)(args.agent)
     if args.json:
         print_json(row)
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tui.cli import EXIT_FAILED, EXIT_OK, fail, print_json, settings_from_args
+from tui.cli_common import EXIT_FAILED, EXIT_OK, fail, print_json, settings_from_args
 
 NAME = "checkout"
 HELP = "check a document out on behalf of an agent (through the MCP server)"

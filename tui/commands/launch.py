@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from core.containers import ContainerManager
+from core.services import build_services
 from core.settings import check_agent_id
-from tui.cli import EXIT_OK, print_json, settings_from_args
+from tui.cli_common import EXIT_OK, print_json, settings_from_args
 
 NAME = "launch"
 HELP = "launch an agent's container (project read-only, its workspace read-write, /projects volume)"
@@ -32,7 +32,7 @@ def _split(text: str) -> list[str]:
 
 def run(args) -> int:
     check_agent_id(args.agent)
-    row = ContainerManager(settings_from_args(args)).launch(args.agent, args.agent_command)
+    row = build_services(settings_from_args(args)).containers.launch(args.agent, args.agent_command)
     if args.json:
         print_json(row)
     else:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from core import layout
-from core.containers import ContainerManager
+from core.services import build_services
 from core.settings import check_agent_id
-from tui.cli import EXIT_OK, print_json, settings_from_args
+from tui.cli_common import EXIT_OK, print_json, settings_from_args
 
 NAME = "remove"
 HELP = "remove an agent's container (its /projects volume is kept unless --volume)"
@@ -20,7 +20,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     check_agent_id(args.agent)
     settings = settings_from_args(args)
-    ContainerManager(settings).remove(args.agent, remove_volume=args.volume)
+    build_services(settings).containers.remove(args.agent, remove_volume=args.volume)
     volume = layout.projects_volume(settings.container_prefix, args.agent)
     if args.json:
         print_json({"ok": True, "agent": args.agent, "container": settings.container_name(args.agent),

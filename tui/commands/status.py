@@ -19,7 +19,7 @@ from core.errors import EngineError, LinkDown
 from core.mcp_link import LinkState
 from core.qms_state import CheckoutRow, ScanWarning
 from core.services import Services, build_services
-from tui.cli import EXIT_FAILED, EXIT_OK, print_json, settings_from_args
+from tui.cli_common import EXIT_FAILED, EXIT_OK, print_json, settings_from_args
 from tui.formats import since
 
 NAME = "status"

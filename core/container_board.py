@@ -38,7 +38,6 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import aclosing, suppress
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -47,10 +46,10 @@ from pydantic import BaseModel
 from core.containers import ContainerFacts, ContainerManager, ContainerRow, status_line
 from core.engine_events import ContainerEvent, EngineBack, EngineEvent, EngineEvents, EngineLost
 from core.errors import EngineError, FeedEnded
+from core.fanout import Fanout
 
 RECHECK = 0.1  # seconds before the list that follows a stale claim
 RECHECK_MAX = 2.0  # the longest wait between two such lists
-EVENTS_KEPT = 1000  # events a slow reader keeps before they are dropped (and counted)
 _RUNNING = ("running", "paused")
 
 
@@ -84,29 +83,7 @@ class ContainerUpdate(BaseModel):
 
     view: ContainersView
     events: list[EngineEvent] = []  # applied since this reader's previous update, oldest first
-    dropped: int = 0  # events this reader missed because it fell more than EVENTS_KEPT behind
-
-
-@dataclass(eq=False)
-class _Reader:
-    """One consumer of :meth:`ContainerBoard.updates`: its pending events and a wake-up."""
-
-    events: deque[EngineEvent] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
-    dropped: int = 0
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def push(self, events: list[EngineEvent]) -> None:
-        overflow = len(self.events) + len(events) - EVENTS_KEPT
-        if overflow > 0:
-            self.dropped += overflow
-        self.events.extend(events)
-        self.wake.set()
-
-    def take(self) -> tuple[list[EngineEvent], int]:
-        events, dropped = list(self.events), self.dropped
-        self.events.clear()
-        self.dropped = 0
-        return events, dropped
+    dropped: int = 0  # events this reader missed because it fell more than core.fanout.BOUND behind
 
 
 class ContainerBoard:
@@ -134,7 +111,7 @@ class ContainerBoard:
         self._check_engine = False  # the next list also reads the engine version and the image
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._readers: set[_Reader] = set()
+        self._fanout: Fanout[EngineEvent] = Fanout()
         self._view: ContainersView | None = None
 
     # --- reading ---------------------------------------------------------------------------
@@ -150,25 +127,16 @@ class ContainerBoard:
         counted = max(self.manager.restarts_made(row.id), self._restarts_seen.get(row.id, 0))
         return row.model_copy(update={"restart_count": row.restart_count + counted}) if counted else row
 
-    async def updates(self) -> AsyncIterator[ContainerUpdate]:
+    def updates(self) -> AsyncIterator[ContainerUpdate]:
         """The current view, then one update per change; a slow reader gets the latest view (it
-        never holds the board up) and its events since its previous update."""
-        reader = _Reader()
-        self._readers.add(reader)
-        try:
-            yield ContainerUpdate(view=self.view)
-            while True:
-                await reader.wake.wait()
-                reader.wake.clear()
-                events, dropped = reader.take()
-                yield ContainerUpdate(view=self.view, events=events, dropped=dropped)
-        finally:
-            self._readers.discard(reader)
+        never holds the board up) and its events since its previous update. The reader counts
+        from its first step (the current view) on."""
+        return self._fanout.follow(lambda events, dropped: ContainerUpdate(view=self.view, events=events,
+                                                                           dropped=dropped))
 
     def _changed(self, events: list[EngineEvent] = ()) -> None:
         self._view = None
-        for reader in self._readers:
-            reader.push(list(events))
+        self._fanout.publish(events)
 
     # --- running ---------------------------------------------------------------------------
 

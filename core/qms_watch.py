@@ -205,29 +205,29 @@ class QmsWatcher:
             if not (self.project_root / "QMS").is_dir():
                 raise ProjectError(f"{self.project_root} has no QMS/ folder to watch (is it the project root?)")
             await anyio.to_thread.run_sync(self._tail.prime)
-            known: _Places | None = None  # the folders of the previous set of watches
-            while not self._stop.is_set():
-                places = self._places()
-                moved = [] if known is None else places.moved_since(known)
-                appeared = [p for p in moved if p in places.targets]
-                known = places
-                async with _Watches(self, places.targets, places.parents) as watches:
+            async with _Watches(self) as watches:
+                known: _Places | None = None  # the folders announced last
+                while not self._stop.is_set():
+                    places = self._places()
+                    await watches.follow(places)
                     if self._places() != places:
                         continue  # a folder came or went while the watches were set up: again
+                    moved = [] if known is None else places.moved_since(known)
+                    known = places
                     self._ready_event().set()
                     if moved:  # a watched folder itself came or went: a full scan is due
-                        added = {(Change.added, str(p)) for p in appeared}
+                        added = {(Change.added, str(p)) for p in moved if p in places.targets}
                         for event in await anyio.to_thread.run_sync(self._digest, added):
                             yield event
                         yield StateChanged(paths=moved, areas=frozenset(a for p in moved for a in self._areas(p)),
                                            agents=frozenset())
-                    async for changes in watches:
+                    while (changes := await watches.next()) is not None:
                         for event in await anyio.to_thread.run_sync(self._digest, changes):
                             yield event
                         if self._places() != places:
                             break
-                if watches.again:
-                    await asyncio.sleep(self.step_ms / 1000)
+                    else:
+                        await asyncio.sleep(self.step_ms / 1000)  # stopped, or a folder went: look again
         finally:
             self._stop.set()  # ends awatch's watching threads however we leave
             self._ready_event().set()
@@ -287,61 +287,72 @@ class _Stop:
 
 
 class _Watches:
-    """awatch on the existing folders (recursive) and on the parents of missing ones (not
-    recursive), merged: ``async for changes in watches``. It ends when the watcher is stopped, or
-    (``again``) when a folder went before its watch was set up; leaving the ``async with`` ends
-    both watches."""
+    """The watches of one watcher run, merged: one awatch per existing folder (recursive) and one
+    per parent of a missing folder (not recursive). :meth:`follow` changes only the watches that
+    must change, so changes in the others are never lost; leaving the ``async with`` ends all."""
 
-    def __init__(self, watcher: QmsWatcher, targets: list[Path], parents: list[Path]) -> None:
+    def __init__(self, watcher: QmsWatcher) -> None:
         self.watcher = watcher
-        self.sets = [(paths, recursive) for paths, recursive in ((targets, True), (parents, False)) if paths]
-        self.stop = _Stop(watcher._stop)
         self.queue: asyncio.Queue[set[tuple[Change, str]] | BaseException | None] = asyncio.Queue()
-        self.tasks: list[asyncio.Task] = []
-        self.again = False  # a folder went between looking and watching: set the watches up again
+        self.running: dict[tuple[Path, tuple[int, int] | None], tuple[asyncio.Task, _Stop]] = {}
 
     async def __aenter__(self) -> _Watches:
-        started = [asyncio.Event() for _ in self.sets]
-        self.tasks = [asyncio.create_task(self._pump(paths, recursive, up))
-                      for (paths, recursive), up in zip(self.sets, started)]
-        for up in started:
-            await up.wait()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.stop.set()
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self._end(list(self.running))
 
-    async def _pump(self, paths: list[Path], recursive: bool, up: asyncio.Event) -> None:
+    async def follow(self, places: _Places) -> None:
+        """Watch exactly ``places``: end the watches of folders gone, start those of new ones."""
+        wanted = {**{(t, ident): True for t, ident in zip(places.targets, places.idents)},
+                  **{(p, None): False for p in places.parents}}
+        await self._end([key for key in self.running if key not in wanted])
+        started = []
+        for key, recursive in wanted.items():
+            if key not in self.running:
+                stop, up = _Stop(self.watcher._stop), asyncio.Event()
+                self.running[key] = (asyncio.create_task(self._pump(key[0], recursive, stop, up)), stop)
+                started.append(up)
+        for up in started:
+            await up.wait()
+
+    async def next(self) -> set[tuple[Change, str]] | None:
+        """The next burst of changes; None when the watcher was stopped or a folder went."""
+        item = await self.queue.get()
+        while isinstance(item, set) and not self.queue.empty():  # other folders' bursts, already in
+            more = self.queue.get_nowait()
+            if not isinstance(more, set):
+                self.queue.put_nowait(more)  # hand it out next time
+                break
+            item = item | more
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def _end(self, keys: list) -> None:
+        ending = [self.running.pop(key) for key in keys]
+        for task, stop in ending:
+            stop.set()
+            task.cancel()
+        await asyncio.gather(*(task for task, _ in ending), return_exceptions=True)
+
+    async def _pump(self, path: Path, recursive: bool, stop: _Stop, up: asyncio.Event) -> None:
         w = self.watcher
         try:
-            changes_stream = awatch(*paths, stop_event=self.stop, watch_filter=None, debounce=w.debounce_ms,
+            changes_stream = awatch(path, stop_event=stop, watch_filter=None, debounce=w.debounce_ms,
                                     step=w.step_ms, force_polling=w.force_polling, recursive=recursive)
             # awatch sets its watches up before its first suspension: once the loop runs again, they exist.
             asyncio.get_running_loop().call_soon(up.set)
             async for changes in changes_stream:
                 self.queue.put_nowait(changes)
-            self.queue.put_nowait(None)
+            if w._stop.is_set():
+                self.queue.put_nowait(None)
         except FileNotFoundError:
-            self.again = True
-            self.queue.put_nowait(None)
+            self.queue.put_nowait(None)  # it went between looking and watching: look again
         except Exception as exc:  # noqa: BLE001 - handed to the reader
             self.queue.put_nowait(exc)
         finally:
             up.set()
-
-    def __aiter__(self) -> _Watches:
-        return self
-
-    async def __anext__(self) -> set[tuple[Change, str]]:
-        item = await self.queue.get()
-        if item is None:
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
-            raise item
-        return item
 
 
 def _activity(path: Path, line: bytes) -> ActivityEvent | ScanWarning:

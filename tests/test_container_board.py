@@ -50,6 +50,7 @@ class Watch:
 
     async def __aenter__(self) -> Watch:
         self.stream = await self.updates.__aenter__()
+        await anext(self.stream)  # the current view: from here on, no event is missed
         return self
 
     async def __aexit__(self, *exc) -> None:

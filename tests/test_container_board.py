@@ -13,6 +13,7 @@ from collections.abc import Callable
 from contextlib import aclosing, asynccontextmanager
 
 import anyio
+import docker
 import pytest
 
 from core.container_board import ContainerBoard, ContainersView, EngineView
@@ -20,6 +21,7 @@ from core.containers import ContainerManager, ContainerRow, status_line
 from core.engine_events import ContainerEvent, EngineEvents
 from support.docker_env import TEST_LABEL
 from test_containers import AGENT_CMD, cleanup, settings  # noqa: F401 - fixtures
+from test_engine_events import relay  # noqa: F401 - a fixture
 
 EXITS_SOON = ["sh", "-c", "sleep 0.3; exit 1"]
 WAIT = 60  # seconds: generous, the engine is shared
@@ -132,6 +134,29 @@ async def test_kill_stop_restart_and_an_exit_while_restarting(manager, docker_cl
         await asyncio.to_thread(docker_client.api.restart, quick.id, timeout=1)
         again = await watch.until(listed_state("quick", "exited", restart_count=1))
         assert again.rows and row_of(again, "quick").started_at > row_of(gone, "quick").started_at
+
+
+@pytest.mark.docker
+async def test_what_happened_while_the_engine_was_lost_is_shown_on_its_return(settings, docker_client, relay,
+                                                                             cleanup):  # noqa: F811
+    client = docker.DockerClient(base_url=f"unix://{relay.path}", timeout=10)
+    manager = ContainerManager(settings, client=client, extra_labels={TEST_LABEL: "1"}, stop_timeout=2)
+    events = EngineEvents(manager, initial_backoff=0.05, max_backoff=0.4, heartbeat=1)
+    board = ContainerBoard(manager, events, image=settings.image)
+    try:
+        row = await asyncio.to_thread(manager.launch, "claude", AGENT_CMD)
+        async with running(board), Watch(board) as watch:
+            await watch.until(listed_state("claude", "running", id=row.id))
+            relay.cut()
+            down = await watch.until(lambda view: view.engine.status == "down")
+            assert f"unix://{relay.path}" == down.engine.endpoint and down.engine.retry_in is not None
+            assert [r.state for r in down.rows] == ["running"]  # the last known, until the engine says more
+            await asyncio.to_thread(docker_client.api.stop, row.id, timeout=5)
+            relay.restore()
+            back = await watch.until(listed_state("claude", "exited", exit_code=0))
+            assert back.engine.up and back.engine.reason == ""
+    finally:
+        client.close()
 
 
 @pytest.mark.docker

@@ -95,7 +95,7 @@ class ContainerBoard:
     def __init__(self, manager: ContainerManager, events: EngineEvents, *, image: str) -> None:
         self.manager = manager
         self.events = events
-        self._engine = EngineView(image=image)
+        self._engine = EngineView(endpoint=manager.endpoint, image=image)
         self._rows: dict[str, ContainerRow] = {}  # id -> row (restart_count: the engine's own count)
         self._listed = False
         self._connected = False

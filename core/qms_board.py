@@ -68,7 +68,6 @@ class QmsBoard:
         self._at = now()
         self._paths: set[Path] = set()  # named by changes not applied yet
         self._full = True  # a full scan is due
-        self._wake = asyncio.Event()
         self._fanout: Fanout[Activity] = Fanout()
         self._view: QmsView | None = None
 
@@ -120,14 +119,15 @@ class QmsBoard:
         """One run of a fresh watcher; ends only by raising (see the module docstring)."""
         watcher = self.watcher_factory()
         self._full = True  # what happened before this watcher's watches were up is unknown
-        follower = asyncio.create_task(self._follow(watcher), name="QMS board watcher")
+        changed = asyncio.Event()
+        follower = asyncio.create_task(self._follow(watcher, changed), name="QMS board watcher")
         scanner: asyncio.Task | None = None
         try:
             ready = asyncio.create_task(watcher.wait_ready())
             await asyncio.wait({follower, ready}, return_when=asyncio.FIRST_COMPLETED)
             ready.cancel()
             if not follower.done():
-                scanner = asyncio.create_task(self._scan_loop(), name="QMS board scans")
+                scanner = asyncio.create_task(self._scan_loop(changed), name="QMS board scans")
                 await asyncio.wait({follower, scanner}, return_when=asyncio.FIRST_COMPLETED)
             for task in (follower, scanner):
                 if task is not None and task.done():
@@ -145,7 +145,7 @@ class QmsBoard:
         await asyncio.wait_for(self._scan(), timeout)
         return self.view
 
-    async def _follow(self, watcher: QmsWatcher) -> None:
+    async def _follow(self, watcher: QmsWatcher, changed: asyncio.Event) -> None:
         roots = set(watcher.roots())
         async with aclosing(watcher.events()) as events:
             async for ev in events:
@@ -153,17 +153,16 @@ class QmsBoard:
                     if roots.intersection(ev.paths):
                         self._full = True  # a watched folder itself came or went
                     self._paths.update(ev.paths)
-                    self._wake.set()
+                    changed.set()
                 else:
                     self._changed([ev])
 
-    async def _scan_loop(self) -> None:
+    async def _scan_loop(self, changed: asyncio.Event) -> None:
         """Apply what changed: in full first, then the paths named; never two scans at once."""
-        self._wake.set()
         while True:
-            await self._wake.wait()
-            self._wake.clear()
             await self._scan()
+            await changed.wait()
+            changed.clear()
 
     async def _scan(self) -> None:
         full, paths = self._full or self._snapshot is None, self._paths

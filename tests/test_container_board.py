@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from contextlib import aclosing, asynccontextmanager
+from datetime import UTC, datetime
 
 import anyio
 import docker
@@ -176,3 +177,23 @@ async def test_settle_on_no_engine_says_down(project_root, tmp_path):
     manager = ContainerManager(settings, target=EngineTarget(base_url=f"unix://{tmp_path}/no.sock"))
     view = await ContainerBoard(manager, EngineEvents(manager), image="x").settle(WAIT)
     assert view.engine.status == "down" and "no.sock" in view.engine.reason and not view.listed
+
+
+async def test_a_slow_reader_never_holds_the_board_up_and_keeps_a_bound_of_events(project_root):
+    """Events applied while a reader sleeps: it wakes to the latest view, the last BOUND events and
+    the count of the ones it lost (synthetic events: the bound is the edge case here)."""
+    from core.fanout import BOUND
+    from core.settings import Settings
+
+    settings = Settings.model_construct(project_root=project_root, image="x", container_prefix="qmst-slow-")
+    manager = ContainerManager(settings)
+    board = ContainerBoard(manager, EngineEvents(manager), image="x")
+    async with aclosing(board.updates()) as updates:
+        first = await anext(updates)
+        assert (first.events, first.dropped, first.view.listed) == ([], 0, False)
+        sent = [ContainerEvent(time=datetime.now(UTC), action="die", agent="a", name=f"c{n}", id=f"{n:064d}",
+                               exit_code=n) for n in range(BOUND + 5)]
+        for ev in sent:
+            board._apply(ev)  # what run() does with each event of the stream
+        update = await anext(updates)
+    assert update.events == sent[5:] and update.dropped == 5

@@ -226,16 +226,17 @@ class ContainerBoard:
             began, facts = self._seq, dict(self._facts)
             try:
                 rows = await asyncio.to_thread(self.manager.list, facts=facts)
+                if self._connected:
+                    self._reconciled(rows, began, facts)
                 if check_engine:
-                    await self._check(self.manager)
+                    await self._check()
             except EngineError:
                 continue  # lost: the stream says so, and lists again when the engine is back
-            if self._connected:
-                self._reconciled(rows, began, facts)
 
-    async def _check(self, manager: ContainerManager) -> None:
-        info = await asyncio.to_thread(manager.engine)
-        present = await asyncio.to_thread(manager.image_exists, self._engine.image)
+    async def _check(self) -> None:
+        """The engine's version, and whether the agent image is there."""
+        info = await asyncio.to_thread(self.manager.engine)
+        present = await asyncio.to_thread(self.manager.image_exists, self._engine.image)
         self._engine = self._engine.model_copy(update={"version": info.version, "image_present": present})
         self._changed()
 

@@ -9,9 +9,9 @@ from typing import Any
 from rich.text import Text
 from textual.reactive import var
 
+from core.container_board import EngineView
 from tui.formats import clock_time
 from tui.widgets.pane import Pane
-from tui.widgets.status_bar import EngineState
 
 VERDICT_STYLE = {"ok": "green", "drift": "bold red", "missing": "bold red", "extra": "bold red",
                  "probe failed": "yellow"}
@@ -66,7 +66,7 @@ class MatrixPane(Pane):
     audit: var[Any | None] = var(None)  # ContainerAudit of ``agent``'s container
     auditing: var[bool] = var(False)
     audited_at: var[datetime | None] = var(None)
-    engine: var[EngineState] = var(EngineState)
+    engine: var[EngineView] = var(EngineView)
     container_state: var[str | None] = var(None)  # the selected agent's container state; None: no container
 
     def __init__(self, **kwargs) -> None:

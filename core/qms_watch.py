@@ -9,8 +9,8 @@
   is read again from the start; a new file from its start.
 - :class:`StateChanged` once per burst, naming the changed paths, their areas (``meta``,
   ``audit``, ``workspace``, ``inbox``) and agents. It says *what* to re-read, not what is there:
-  the app passes ``paths`` to :func:`core.qms_state.rescan_paths`, which re-reads only those
-  files. The watcher itself never re-scans: one owner of the state (the app's snapshot), one
+  the QMS board passes ``paths`` to :func:`core.qms_state.rescan_paths`, which re-reads only those
+  files. The watcher itself never re-scans: one owner of the state (:class:`core.qms_board.QmsBoard`), one
   reader of the files per change, no second copy of the state to keep in step.
 - :class:`~core.qms_state.ScanWarning` for an audit line that is not valid JSON, or a file that
   cannot be read.

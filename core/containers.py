@@ -13,14 +13,15 @@ A row's ``managed`` says "ours". Every path, and the capability set a launch kee
 
 Cost of :meth:`ContainerManager.list`: one ``GET /containers/json?all=1``. The start time and
 the engine's restart count are not in that answer; they come from an inspect of each listed
-container, cached per container while an :class:`~core.engine_events.EngineEvents` stream on
-this manager is connected (its events invalidate the entries they touch). So the TUI, which
-keeps the stream open, pays one call per refresh; a one-shot command pays one inspect per
-listed container.
+container (:class:`ContainerFacts`). A caller that knows facts still true passes them
+(``list(facts=...)``): :class:`core.container_board.ContainerBoard` keeps them while it follows
+the engine's events, which decide their freshness, so the panel pays one call per refresh; a
+one-shot command pays one inspect per listed container.
 
 Restart count: Docker's ``RestartCount`` counts only restarts made by a restart policy (agents
-have none), so a row's ``restart_count`` is that number plus the restarts this manager made or
-saw on its event stream (``docker restart`` from outside) since it was created.
+have none), so a row's ``restart_count`` is that number plus the restarts this manager made
+(:meth:`ContainerManager.restarts_made`). The board adds the ``docker restart`` from outside
+that it sees on the event stream.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ from core.settings import AGENT_ID_RE, Settings, check_agent_id
 
 __all__ = [
     "LABEL_MANAGED", "LABEL_AGENT", "LABEL_PROJECT_ROOT", "ContainerManager", "ContainerRow", "ContainerDetail",
-    "MountInfo", "ExecResult", "EngineInfo", "ContainerNotRunning",
+    "MountInfo", "ExecResult", "EngineInfo", "ContainerFacts", "ContainerNotRunning", "status_line",
 ]
 
 LABEL_MANAGED = "qms-panel.managed"
@@ -152,8 +153,8 @@ class EngineInfo(BaseModel):
     api_version: str
 
 
-class _Facts(BaseModel):
-    """The parts of a row only inspect knows, cached per container id."""
+class ContainerFacts(BaseModel):
+    """The parts of a row only inspect knows (the board caches them per container id)."""
 
     state: str
     started_at: datetime | None
@@ -169,6 +170,13 @@ def parse_time(value: str | None) -> datetime | None:
         return None
     frac = (m.group(2) or "")[:7]
     return datetime.fromisoformat(m.group(1) + frac + ("+00:00" if m.group(3) == "Z" else m.group(3)))
+
+
+def status_line(state: str, exit_code: int | None, health: str | None) -> str:
+    """``Up (healthy)``, ``Exited (1)``: a row's status as inspect (or an event) tells it."""
+    word = _STATUS_WORD.get(state, state)
+    status = f"{word} ({exit_code})" if exit_code is not None else word
+    return status + (f" ({health})" if health else "")
 
 
 def _health_from_status(status: str) -> str | None:
@@ -203,12 +211,8 @@ class ContainerManager:
         self._owns_client = client is None
         self._target = target
         self._client_lock = threading.Lock()  # held while connecting, which can take long
-        self._lock = threading.Lock()  # the caches below; never held across an engine call
-        self._facts: dict[str, _Facts] = {}
-        self._generation: dict[str, int] = {}
-        self._restarts: dict[str, int] = {}
-        self._expected_restarts: dict[str, list[float]] = {}
-        self._live_streams = 0
+        self._lock = threading.Lock()  # the count below; never held across an engine call
+        self._restarts: dict[str, int] = {}  # container id -> restarts this manager made
 
     # --- the engine ----------------------------------------------------------------------
 
@@ -440,16 +444,7 @@ class ContainerManager:
         """Restart in one call; mounts and the /projects volume are kept."""
         with engine_errors(self.endpoint):
             cid = self._own(agent, "restarts")["Id"]
-            with self._lock:
-                self._expected_restarts.setdefault(cid, []).append(time.monotonic())
-            try:
-                self.client.api.restart(cid, timeout=self.stop_timeout)
-            except BaseException:
-                with self._lock:
-                    pending = self._expected_restarts.get(cid)
-                    if pending:
-                        pending.pop()
-                raise
+            self.client.api.restart(cid, timeout=self.stop_timeout)
             with self._lock:
                 self._restarts[cid] = self._restarts.get(cid, 0) + 1
             return self._row(self.client.api.inspect_container(cid))
@@ -488,9 +483,14 @@ class ContainerManager:
 
     # --- reading state -------------------------------------------------------------------
 
-    def list(self) -> list[ContainerRow]:
+    def list(self, *, facts: dict[str, ContainerFacts] | None = None) -> list[ContainerRow]:
         """Our containers, plus (not ours) any that bind-mount the project root or a path under it and
-        another project's that carry this project's container prefix (they hold our names)."""
+        another project's that carry this project's container prefix (they hold our names).
+
+        ``facts``: inspect results the caller knows to be true, by container id; an entry is used
+        while its state is the list's, else the container is inspected and the entry replaced.
+        """
+        facts = {} if facts is None else facts
         with engine_errors(self.endpoint):
             summaries = self.client.api.containers(all=True)
             rows = []
@@ -501,7 +501,7 @@ class ContainerManager:
                     names = [n.lstrip("/") for n in s.get("Names") or []]
                     if not (_is_managed(labels) and any(n.startswith(self.settings.container_prefix) for n in names)):
                         continue
-                row = self._row_from_summary(s, ours)
+                row = self._row_from_summary(s, ours, facts)
                 if row is not None:
                     row.owner_root = self._owner_root(labels)
                     rows.append(row)
@@ -553,29 +553,22 @@ class ContainerManager:
         facts = _facts(attrs)
         exit_code = _exit_of(st)
         health = _health_of(st)
-        word = _STATUS_WORD.get(st["Status"], st["Status"])
-        status = f"{word} ({exit_code})" if exit_code is not None else word
         return ContainerRow(
             agent=self.agent_of(name, labels), id=attrs["Id"], name=name, state=st["Status"], health=health,
             started_at=facts.started_at, restart_count=self._restart_count(attrs["Id"], facts),
             image=cfg.get("Image", ""), exit_code=exit_code, managed=self.is_ours(labels),
-            owner_root=self._owner_root(labels), status_text=status + (f" ({health})" if health else ""))
+            owner_root=self._owner_root(labels), status_text=status_line(st["Status"], exit_code, health))
 
-    def _row_from_summary(self, s: dict, managed: bool) -> ContainerRow | None:
-        """A row from list data; inspect only when the cache cannot answer (None if it vanished)."""
+    def _row_from_summary(self, s: dict, managed: bool, known: dict[str, ContainerFacts]) -> ContainerRow | None:
+        """A row from list data; inspect only when ``known`` cannot answer (None if it vanished)."""
         cid, state = s["Id"], s["State"]
-        with self._lock:
-            facts = self._facts.get(cid) if self._live_streams else None
-            generation = self._generation.get(cid, 0)
+        facts = known.get(cid)
         if facts is None or facts.state != state:
             try:
                 attrs = self.client.api.inspect_container(cid)
             except docker.errors.NotFound:
                 return None
-            facts = _facts(attrs)
-            with self._lock:
-                if self._generation.get(cid, 0) == generation:
-                    self._facts[cid] = facts
+            facts = known[cid] = _facts(attrs)
         name = (s.get("Names") or ["/" + cid[:12]])[0].lstrip("/")
         status = s.get("Status") or ""
         exit_code = _exit_from_status(status) if state in ("exited", "dead", "restarting") else None
@@ -585,39 +578,15 @@ class ContainerManager:
             restart_count=self._restart_count(cid, facts), image=s.get("Image", ""), exit_code=exit_code,
             managed=managed, status_text=status)
 
-    def _restart_count(self, cid: str, facts: _Facts) -> int:
-        with self._lock:
-            return facts.engine_restarts + self._restarts.get(cid, 0)
+    def _restart_count(self, cid: str, facts: ContainerFacts) -> int:
+        return facts.engine_restarts + self.restarts_made(cid)
 
-    # --- what the event stream tells the manager -----------------------------------------
-
-    def events_connected(self) -> None:
-        """Called by EngineEvents once subscribed: facts cached from now on stay true."""
+    def restarts_made(self, container_id: str) -> int:
+        """How many times this manager restarted that container (the board adds those it saw)."""
         with self._lock:
-            self._live_streams += 1
-            self._facts.clear()
+            return self._restarts.get(container_id, 0)
 
-    def events_disconnected(self) -> None:
-        """Called by EngineEvents when its stream ends: events may have been missed."""
-        with self._lock:
-            self._live_streams = max(0, self._live_streams - 1)
-            self._facts.clear()
-
-    def note_event(self, container_id: str, action: str) -> None:
-        """Keep the cache and the restart count true to an event seen on the stream."""
-        with self._lock:
-            self._generation[container_id] = self._generation.get(container_id, 0) + 1
-            self._facts.pop(container_id, None)
-            if action == "restart":
-                pending = [t for t in self._expected_restarts.get(container_id, []) if time.monotonic() - t < 60]
-                if pending:
-                    pending.pop(0)  # a restart this manager made and already counted
-                else:
-                    self._restarts[container_id] = self._restarts.get(container_id, 0) + 1
-                self._expected_restarts[container_id] = pending
-            elif action == "destroy":
-                for table in (self._restarts, self._expected_restarts, self._generation):
-                    table.pop(container_id, None)
+    # --- the event stream ----------------------------------------------------------------
 
     def open_events(self, filters: dict) -> Any:
         """The engine's event stream (a blocking, closable iterator of dicts); for EngineEvents."""
@@ -735,8 +704,8 @@ def _is_managed(labels: dict | None) -> bool:
     return (labels or {}).get(LABEL_MANAGED) == "true"
 
 
-def _facts(attrs: dict) -> _Facts:
-    return _Facts(state=attrs["State"]["Status"], started_at=parse_time(attrs["State"].get("StartedAt")),
+def _facts(attrs: dict) -> ContainerFacts:
+    return ContainerFacts(state=attrs["State"]["Status"], started_at=parse_time(attrs["State"].get("StartedAt")),
                   engine_restarts=int(attrs.get("RestartCount") or 0))
 
 

@@ -10,7 +10,8 @@
 - :class:`EngineLost` when the stream breaks or cannot be opened (one per failed attempt), with
   the reason and the jittered, exponentially growing delay before the next attempt.
 
-No exception escapes. The events API call blocks, so it is read in a thread
+No exception escapes. The stream keeps no state of the containers:
+:class:`core.container_board.ContainerBoard` applies these events and decides what is fresh. The events API call blocks, so it is read in a thread
 (:class:`core.engine.ThreadedStream`); cancelling the consumer closes the HTTP stream. A
 heartbeat pings the engine while the stream is quiet, so a remote engine that vanishes without
 closing the connection is noticed too.
@@ -146,7 +147,6 @@ class EngineEvents:
             async with events:
                 async for raw in events:
                     if raw is OPENED:
-                        manager.events_connected()
                         connected = True
                         rows = await self._unless_lost(asyncio.to_thread(manager.list), lost)
                         self._unmanaged = {r.id for r in rows if not r.managed}
@@ -154,14 +154,12 @@ class EngineEvents:
                         continue
                     event = await self._event(manager, raw)
                     if event is not None:
-                        manager.note_event(event.id, event.action)
                         yield event
         finally:
             beat.cancel()
             with suppress(asyncio.CancelledError):
                 await beat
             if connected:
-                manager.events_disconnected()
                 manager.reset()
         if lost.reason is not None:
             raise lost.reason

@@ -137,6 +137,12 @@ class UnsafeCopy(QmsOperationError):
     title = "Unsafe workspace copy"
 
 
+class FeedEnded(QmsPanelError):
+    """A live feed (a board's engine stream or file watcher) ended: live state stops following."""
+
+    title = "Live feed ended"
+
+
 class ProjectError(QmsPanelError):
     title = "Bad project"
 

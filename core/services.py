@@ -4,30 +4,35 @@
 subcommands, the tests and the screenshot script all take a :class:`Services`. Nothing above
 ``core`` constructs a Docker client or an MCP session: it asks the bundle.
 
+Live state lives in the two boards, :attr:`Services.container_board` (containers, the engine,
+the agent image) and :attr:`Services.qms_board` (the QMS files); the panel follows them and the
+one-shot commands ``settle()`` them, so both read the state the same way.
+
 The bundle's methods are thin: they bind the settings and the clock to the core functions
-(scan, audit, doctor), so that a caller never has to know which arguments they need.
+(audit, doctor), so that a caller never has to know which arguments they need.
 Blocking methods (Docker, files) are marked; the app runs them in thread workers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core import action_log, layout, qms_state
+from core import action_log, layout
 from core.settings import Settings
 
 if TYPE_CHECKING:
     from core.access_audit import AuditReport, ContainerAudit
+    from core.container_board import ContainerBoard
     from core.containers import ContainerManager, ContainerRow
-    from core.engine_events import EngineEvents
+    from core.doctor import DoctorReport
     from core.mcp_link import McpLink
     from core.mcp_stream import McpStream
+    from core.qms_board import QmsBoard
     from core.qms_ops import QmsOps
-    from core.qms_watch import QmsWatcher
 
 
 def utc_now() -> datetime:
@@ -40,11 +45,11 @@ class Services:
 
     settings: Settings
     containers: ContainerManager
-    engine_events: EngineEvents
+    container_board: ContainerBoard
+    qms_board: QmsBoard
     link: McpLink
     stream: McpStream
     ops: QmsOps
-    watcher: QmsWatcher
     now: Callable[[], datetime] = field(default=utc_now)
     actions: action_log.ActionLog = field(default=None)  # type: ignore[assignment] - made from the settings
 
@@ -60,20 +65,6 @@ class Services:
         """The declared access matrix of ``agent`` (no I/O)."""
         return layout.for_settings(self.settings, agent)
 
-    # --- QMS state (blocking: reads files) ---------------------------------------------
-
-    def scan(self, containers: Iterable[ContainerRow] | None = None) -> qms_state.QmsSnapshot:
-        return qms_state.scan(self.project_root, agents=list(self.settings.agents), containers=containers,
-                              stuck_after=self.settings.stuck_after, now=self.now())
-
-    def rescan(self, snapshot: qms_state.QmsSnapshot, paths: Iterable[Path]) -> qms_state.QmsSnapshot:
-        return qms_state.rescan_paths(snapshot, paths, now=self.now())
-
-    def restate(self, snapshot: qms_state.QmsSnapshot,
-                containers: Iterable[ContainerRow] | None) -> qms_state.QmsSnapshot:
-        """New row states for a new container list or a later time (no I/O)."""
-        return qms_state.restate(snapshot, containers, now=self.now())
-
     # --- checks ------------------------------------------------------------------------
 
     def audit(self) -> AuditReport:
@@ -88,15 +79,16 @@ class Services:
 
         return audit_container(self.containers, self.settings, row)
 
-    async def doctor(self) -> Any:
-        """The reachability doctor: host and every running container (``DoctorReport``)."""
+    async def doctor(self) -> DoctorReport:
+        """The reachability doctor: host and every running container (the board's rows once it has
+        listed them, else one list)."""
         from core.doctor import run_doctor
 
-        return await run_doctor(self.settings, self.containers)
+        view = self.container_board.view
+        return await run_doctor(self.settings, self.containers, rows=view.rows if view.listed else None)
 
     def close(self) -> None:
-        """Stop the watcher and let go of the engine client."""
-        self.watcher.stop()
+        """Let go of the engine client (each board run stops what it started)."""
         self.containers.reset()
 
 
@@ -104,13 +96,17 @@ def build_services(settings: Settings, *, now: Callable[[], datetime] | None = N
                    extra_labels: dict[str, str] | None = None, docker_client: Any = None) -> Services:
     """The real parts for ``settings``. Connects to nothing yet: the engine client is made on first
     use and the link connects when :meth:`McpLink.run` is started."""
+    from core.container_board import ContainerBoard
     from core.containers import ContainerManager
     from core.engine_events import EngineEvents
     from core.mcp_link import McpLink
     from core.mcp_stream import McpStream
+    from core.qms_board import QmsBoard
     from core.qms_ops import QmsOps
     from core.qms_watch import QmsWatcher
 
+    clock = now or utc_now
+    root = settings.project_root
     manager = ContainerManager(settings, client=docker_client, extra_labels=extra_labels)
     stream = McpStream()
     link = McpLink(settings.mcp_url, transport=settings.transport_for(), stream=stream,
@@ -118,10 +114,11 @@ def build_services(settings: Settings, *, now: Callable[[], datetime] | None = N
     return Services(
         settings=settings,
         containers=manager,
-        engine_events=EngineEvents(manager),
+        container_board=ContainerBoard(manager, EngineEvents(manager), image=settings.image),
+        qms_board=QmsBoard(root, list(settings.agents), stuck_after=settings.stuck_after, now=clock,
+                           watcher_factory=lambda: QmsWatcher(root)),
         link=link,
         stream=stream,
-        ops=QmsOps(link, settings.project_root),
-        watcher=QmsWatcher(settings.project_root),
-        now=now or utc_now,
+        ops=QmsOps(link, root),
+        now=clock,
     )

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 from contextlib import aclosing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -127,6 +128,21 @@ def test_launch_gives_the_vision_container(cleanup, project_root, test_image, un
     assert again.restart_count == row.restart_count + 1
     assert again.started_at > row.started_at
     assert manager.exec(row.name, ["cat", f"{projects}/keep.txt"]).output == "kept\n"
+
+
+@pytest.mark.docker
+def test_list_uses_the_facts_it_is_given_while_their_state_is_the_lists(manager):
+    row = manager.launch("claude", AGENT_CMD)
+    facts: dict = {}
+    assert manager.list(facts=facts) == [row.model_copy(update={"status_text": manager.list()[0].status_text})]
+    assert facts[row.id].started_at == row.started_at  # filled by the inspect
+    given = facts[row.id].model_copy(update={"started_at": datetime(2001, 1, 1, tzinfo=UTC), "engine_restarts": 5})
+    (listed,) = manager.list(facts={row.id: given})
+    assert (listed.started_at, listed.restart_count) == (given.started_at, 5)  # no inspect: the caller knows
+    wrong = {row.id: given.model_copy(update={"state": "exited"})}
+    (listed,) = manager.list(facts=wrong)
+    assert (listed.started_at, listed.restart_count) == (row.started_at, 0)  # the list disagreed: inspected
+    assert wrong[row.id].state == "running"
 
 
 @pytest.mark.docker

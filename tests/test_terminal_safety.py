@@ -65,7 +65,7 @@ def assert_shown_not_sent(text: str, *visible: str) -> None:
 def test_the_panes_helpers_show_text_visibly_and_keep_styles():
     from rich.text import Text
 
-    from tui.widgets.formats import plain, safe_rich, short
+    from tui.formats import plain, safe_rich, short
 
     assert plain("[bold red]x[/]\x1b[2J").plain == "[bold red]x[/]\\x1b[2J"
     assert plain("[bold red]x[/]").spans == []  # the markup is text, not style
@@ -176,7 +176,7 @@ async def test_the_panel_shows_agent_written_text_visibly_in_every_pane(sample_p
     app = make_app(settings, services)
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.snapshot is not None and len(app.main.checkouts) >= 3, "the scan")
+            await until(pilot, lambda: app.main.scanned and len(app.main.checkouts) >= 3, "the scan")
             await until(pilot, lambda: app.main.link is not None and app.main.link.status == "connected", "the link")
             await until(pilot, lambda: app.main.container_row("claude") is not None, "claude's container")
             # a server reply that echoes the holder, in the live stream

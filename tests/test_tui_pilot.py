@@ -7,13 +7,20 @@ Waits are bounded (anyio.fail_after); nothing is timed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
 
 from core.containers import ContainerManager
+from core.errors import ProjectError
+from core.qms_board import QmsBoard
+from core.qms_watch import QmsEvent, QmsWatcher
 from core.services import build_services
 from core.settings import Settings
 from support.docker_env import TEST_LABEL
@@ -65,7 +72,7 @@ def panel(sample_project, devserver_factory, docker_client, test_image, unique_p
 
 async def ready(pilot) -> None:
     app: QmsPanel = pilot.app
-    await until(pilot, lambda: app.main.engine.up and app.snapshot is not None, "the engine and the first scan")
+    await until(pilot, lambda: app.main.engine.up and app.main.scanned, "the engine and the first scan")
     await until(pilot, lambda: app.main.link is not None and app.main.link.status == "connected", "the MCP link")
 
 
@@ -112,13 +119,18 @@ async def test_c_checks_in_a_stuck_document_on_disk(panel):
 
         await pilot.press("c")
         await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", "the confirmation")
-        await pilot.press("y")
+        await pilot.press(*"left by a dead agent", "enter")  # the reason field has the focus
 
         await until(pilot, lambda: not meta(root, "CR-001")["checked_out"], "CR-001 checked in on disk")
         assert not copy.exists()
         await until(pilot, lambda: not any(r.doc_id == "CR-001" for r in app.main.checkouts),
                     "CR-001 to leave the workspace pane")
         await until(pilot, lambda: any("Checked in" in n for n in notifications(app)), "the result notification")
+        entries = services.actions.read(agent="claude").entries()
+        assert [(e.action, e.doc_id, e.result, e.reason) for e in entries] == [
+            ("checkin", "CR-001", "ok", "left by a dead agent")]
+        await until(pilot, lambda: any("checkin" in t and "CR-001" in t for t in stream_text(app, "ops")),
+                    "the operator's action in the stream")
         await until(pilot, lambda: any("claude CHECKIN CR-001" in t for t in stream_text(app, "qms")),
                     "the audit activity in the stream")
         mcp = stream_text(app, "mcp")
@@ -142,7 +154,7 @@ async def test_shift_r_repairs_a_missing_copy(panel):
 
         await pilot.press("R")
         await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", "the confirmation")
-        await pilot.press("y")
+        await pilot.press("enter")
 
         await until(pilot, lambda: not meta(root, "CR-001")["checked_out"], "CR-001 repaired and checked in")
         assert not copy.exists()
@@ -159,7 +171,7 @@ async def test_a_refused_checkin_shows_the_servers_reason(panel):
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         row = next(r for r in app.main.checkouts if r.doc_id == "CR-001")
-        app.checkin(row.model_copy(update={"holder": "lead"}))  # lead is not CR-001's owner
+        app.operations.document("checkin", row.doc_id, "lead")  # lead is not CR-001's owner
         await until(pilot, lambda: any("refused" in n for n in notifications(app)), "the refusal")
         text = "\n".join(notifications(app))
         assert "not the responsible user" in text or "not found in your workspace" in text
@@ -207,7 +219,7 @@ async def test_l_follows_the_log_and_s_stops_after_asking_then_starts(panel):
 
         await pilot.press("s")
         await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", "the stop confirmation")
-        await pilot.press("y")
+        await pilot.press("enter")
         await until(pilot, lambda: app.main.container_row("claude").state == "exited", "the container to stop")
         await until(pilot, lambda: "claude" not in app.main.busy, "the stop to finish")
         await pilot.press("s")  # starting asks nothing
@@ -259,3 +271,76 @@ async def test_o_checks_out_for_the_selected_agent_and_p_a_run_the_checks(panel)
         await pilot.press("p")
         await until(pilot, lambda: any(t.startswith("Doctor") for _, t, _ in app.notices), "the doctor's result")
         assert "claude" in app.main.probes
+
+
+DIES = ["sh", "-c", "sleep 0.3; exit 1"]
+
+
+async def test_a_container_that_dies_at_once_shows_exited_every_time(panel):
+    """The die race at panel level: Docker sends ``die`` before its list shows the container
+    stopped; the row must end exited (never a stale running), launch after launch."""
+    settings, services, _ = panel
+    manager = ContainerManager(settings, extra_labels=LABELS)
+    app = make_app(settings, services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        for run in range(5):
+            row = await anyio.to_thread.run_sync(lambda: manager.launch("claude", command=DIES))
+            await until(pilot, lambda: (r := app.main.container_row("claude")) is not None and r.id == row.id
+                        and r.state == "exited" and r.exit_code == 1, f"run {run}: the row to show the exit")
+            await pilot.pause(0.5)  # the lists that follow the die must not bring "running" back
+            shown = app.main.container_row("claude")
+            assert shown.state == "exited", f"run {run}: {shown.state}"
+            assert "exited (1)" in str(app.main.containers_pane.table.get_row("claude")[1])
+            await anyio.to_thread.run_sync(lambda: manager.remove("claude"))
+            await until(pilot, lambda: app.main.container_row("claude") is None, f"run {run}: the row to go")
+        name = settings.container_name("claude")
+        assert sum(f"die {name} (exit 1)" in t for t in stream_text(app, "docker")) == 5
+
+
+class FailsOnce(QmsWatcher):
+    """A real watcher that fails once its watches are up (as when a watched folder goes away)."""
+
+    async def events(self) -> AsyncIterator[QmsEvent]:
+        events = super().events()
+        first = asyncio.ensure_future(anext(events))
+        try:
+            await self.wait_ready()
+            raise ProjectError("the watcher failed (injected)")
+        finally:
+            first.cancel()
+            with contextlib.suppress(BaseException):
+                await first
+            await events.aclose()
+        yield  # an async generator, like the real one
+
+
+async def test_the_workspace_pane_follows_a_checkout_after_its_watcher_failed_once(panel):
+    """A project whose .claude/users appears after the panel opened, and whose watcher fails once:
+    the feed starts a fresh watcher, which picks the new folder up; a checkout the real dev server
+    makes afterwards reaches the Workspace pane."""
+    settings, services, _ = panel
+    root = settings.project_root
+    shutil.rmtree(root / ".claude" / "users")
+    made: list[QmsWatcher] = []
+
+    def watcher() -> QmsWatcher:
+        made.append((FailsOnce if not made else QmsWatcher)(root, agents=settings.agents))
+        return made[-1]
+
+    services.qms_board = QmsBoard(root, list(settings.agents), stuck_after=settings.stuck_after, now=services.now,
+                                  watcher_factory=watcher)
+    app = make_app(settings, services)
+    app.feeds.first_retry = 0.1
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: any("injected" in n for n in notifications(app)), "the watcher's failure said")
+        await until(pilot, lambda: len(made) >= 2 and app.main.scanned, "a fresh watcher and its scan")
+        await ready(pilot)
+        assert not any(r.doc_id == "CR-002" for r in app.main.checkouts)
+        await until(pilot, lambda: "QMS watcher" not in app.main.feeds_down, "the feed up again")
+        outcome = await services.ops.checkout("CR-002", "claude")  # the server makes .claude/users/claude/...
+        assert outcome.ok, outcome.one_line()
+        assert (root / ".claude" / "users" / "claude" / "workspace" / "CR-002.md").exists()
+        await until(pilot, lambda: any(r.doc_id == "CR-002" and r.holder == "claude" for r in app.main.checkouts),
+                    "CR-002 in the workspace pane")
+        assert len(made) == 2  # the second watcher followed the new folder itself

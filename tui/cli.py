@@ -9,22 +9,24 @@ error. Errors are one line on stderr, never a traceback (set ``QMS_PANEL_DEBUG=1
 one); with ``--json`` the same failure is also one object on stdout. A subcommand's output is
 made safe for the terminal in one place, :func:`tui.cli_output.safe_output`, and library log
 records never reach the terminal (:mod:`tui.library_logs`).
+What the commands share with this module (settings from flags, JSON, one-line failures)
+is in :mod:`tui.cli_common`: a command never imports this module, which loads commands by name.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import pkgutil
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from types import ModuleType
+from typing import Callable
 
 from core.errors import QmsPanelError, UsageError
-from core.settings import Settings, load_settings
-from tui.cli_output import (  # noqa: F401 - EXIT_OK and fail: the commands import them from here
+from tui.cli_common import SETTING_FLAGS, print_json, setting_overrides, settings_from_args  # noqa: F401
+from tui.cli_output import (  # noqa: F401 - EXIT_OK and fail: shared with the commands through cli_common
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -34,20 +36,6 @@ from tui.cli_output import (  # noqa: F401 - EXIT_OK and fail: the commands impo
     safe_output,
 )
 from tui.library_logs import quiet_library_logs
-
-SETTING_FLAGS: dict[str, str] = {
-    "project_root": "host folder mounted as /pipe-dream (must contain QMS/)",
-    "agents": "comma-separated agent ids (default: claude)",
-    "image": "agent image (default: claude-agent)",
-    "mcp_url": "MCP URL from the host (default: http://127.0.0.1:8000/sse)",
-    "container_mcp_url": "MCP URL from inside containers (default: http://host.docker.internal:8000/sse)",
-    "mcp_transport": "sse, streamable-http or auto (default: from the URL path)",
-    "container_prefix": "container name prefix (default: qms-agent-)",
-    "deploy_key": "deploy key mounted read-only at /.ssh/id_ed25519",
-    "stuck_after": "a checkout idle this long is stale, e.g. 4h, 90m (default: 4h)",
-    "state_dir": "qms-panel's own records, the action log (default: ~/.local/state/qms-panel)",
-    "call_timeout": "how long one MCP call waits for its reply, e.g. 60, 30s, 2m (default: 60 s)",
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,7 +61,7 @@ def command_names() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
 
 
-def _load(name: str) -> Any:
+def _load(name: str) -> ModuleType:
     return importlib.import_module(f"tui.commands.{name}")
 
 
@@ -105,33 +93,6 @@ def _named_command(argv: list[str]) -> str | None:
     return next((a for a in argv if a in names), None)
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """The settings in effect, checked whole: a keymap naming no binding is refused here too,
-    not only when the panel opens."""
-    from tui.actions import check_keymap
-
-    overrides = {f: getattr(args, f) for f in SETTING_FLAGS if hasattr(args, f)}
-    config = getattr(args, "config", None)
-    settings = load_settings(overrides, Path(config) if config else None)
-    check_keymap(settings.keymap)
-    return settings
-
-
-def print_json(data: Any) -> None:
-    """Print a pydantic model, a list of them, or plain data as JSON on stdout."""
-    def plain(obj):
-        if hasattr(obj, "model_dump"):
-            return obj.model_dump(mode="json")
-        if isinstance(obj, (list, tuple)):
-            return [plain(o) for o in obj]
-        if isinstance(obj, dict):
-            return {k: plain(v) for k, v in obj.items()}
-        return obj
-
-    json.dump(plain(data), sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
-
-
 def run_guarded(func: Callable[[], int], *, as_json: bool = False) -> int:
     """Run ``func`` and turn every error into one line (and one JSON object) and an exit code."""
     try:
@@ -157,7 +118,8 @@ def _run_app(args: argparse.Namespace) -> int:
     if args.demo:
         from tui.demo import run_demo
 
-        return run_demo(args)
+        config = getattr(args, "config", None)
+        return run_demo(setting_overrides(args), Path(config) if config else None)
     settings = settings_from_args(args)
     from tui.launch import run_app
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.devserver.sample import init_project
 from core.devserver.server import DevServerProcess, Transport
@@ -39,22 +40,19 @@ def demo_environment(transport: Transport = "sse") -> Iterator[DemoEnv]:
             server.stop()
 
 
-def run_demo(args) -> int:
+def run_demo(overrides: dict[str, Any], config: Path | None = None) -> int:
     """Open the panel on a fresh sample project and its own dev server; remove both on exit.
 
-    Settings flags still apply (``--agents``, ``--image``...), except the project root and the
-    MCP URL, which are the demo's own.
+    ``overrides`` are the settings flags given (``--agents``, ``--image``...); they still apply,
+    except the project root and the MCP URL, which are the demo's own.
     """
     from core.settings import load_settings
-    from tui.cli import SETTING_FLAGS
     from tui.launch import run_app
 
-    overrides = {f: getattr(args, f) for f in SETTING_FLAGS if hasattr(args, f)}
-    config = getattr(args, "config", None)
     with demo_environment() as env:
-        overrides |= {"project_root": env.project_root, "mcp_url": env.mcp_url,
-                      "mcp_transport": env.transport, "agents": overrides.get("agents") or "claude,lead,qa"}
-        settings = load_settings(overrides, Path(config) if config else None)
+        overrides = overrides | {"project_root": env.project_root, "mcp_url": env.mcp_url,
+                                 "mcp_transport": env.transport, "agents": overrides.get("agents") or "claude,lead,qa"}
+        settings = load_settings(overrides, config)
         code = run_app(settings)
     print(f"qms-panel demo: stopped; removed {env.project_root.parent}", file=sys.stderr)
     return code

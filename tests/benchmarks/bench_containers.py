@@ -1,9 +1,11 @@
 """Benchmark: 50 agent containers on the real engine.
 
-Reports the time of ``ContainerManager.list()`` (median of several; cold = no event stream, so
-start times come from one inspect per container; warm = with an EngineEvents stream connected,
-so one list call) and the time from ``docker kill`` to its events on the stream (median over
-10 kills). Everything it makes is named ``qmsbench-*`` and removed at the end, even on Ctrl-C.
+Reports the time of ``ContainerManager.list()`` (median of several; cold = no facts known, so
+start times come from one inspect per container; warm = with the inspect facts a
+:class:`~core.container_board.ContainerBoard` keeps while it follows the events, so one list
+call), the time from ``docker kill`` to its events on the stream, and to the board's view showing
+the row exited as the engine's list confirms it (kill-to-row; median over 10 kills). Everything
+it makes is named ``qmsbench-*`` and removed at the end, even on Ctrl-C.
 
     python tests/benchmarks/bench_containers.py [--containers 50] [--kills 10] [--rounds 7]
 """
@@ -28,8 +30,9 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import docker  # noqa: E402
 
-from core.containers import ContainerManager  # noqa: E402
-from core.engine_events import ContainerEvent, EngineBack, EngineEvents  # noqa: E402
+from core.container_board import ContainerBoard  # noqa: E402
+from core.containers import ContainerManager, ContainerRow, status_line  # noqa: E402
+from core.engine_events import ContainerEvent, EngineEvents  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from support.docker_env import TEST_LABEL, ensure_test_image  # noqa: E402
 
@@ -51,36 +54,51 @@ def ms(seconds: float) -> str:
 
 async def measure(manager: ContainerManager, client: docker.DockerClient, ids: list[str], rounds: int) -> dict:
     cold = [await asyncio.to_thread(timed, manager.list) for _ in range(rounds)]
+    facts: dict = {}
+    manager.list(facts=facts)  # what the board keeps while it follows the events
+    warm = [await asyncio.to_thread(timed, lambda: manager.list(facts=dict(facts))) for _ in range(rounds)]
     arrivals: dict[tuple[str, str], float] = {}
     seen = asyncio.Condition()
-    ready = asyncio.Event()
+    board = ContainerBoard(manager, EngineEvents(manager), image=manager.settings.image)
+
+    def exited(row: ContainerRow) -> bool:
+        """Exited as the engine's list says it (its status text, not the event's ``Exited (137)``)."""
+        return row.state == "exited" and row.status_text != status_line(row.state, row.exit_code, row.health)
 
     async def consume() -> None:
-        async with aclosing(EngineEvents(manager).stream()) as stream:
-            async for ev in stream:
-                if isinstance(ev, EngineBack):
-                    ready.set()
-                elif isinstance(ev, ContainerEvent) and ev.action in ("kill", "die"):
-                    async with seen:
-                        arrivals[(ev.id, ev.action)] = time.perf_counter()
-                        seen.notify_all()
+        async with aclosing(board.updates()) as updates:
+            async for update in updates:
+                now = time.perf_counter()
+                async with seen:
+                    for ev in update.events:
+                        if isinstance(ev, ContainerEvent) and ev.action in ("kill", "die"):
+                            arrivals[(ev.id, ev.action)] = now
+                    for row in update.view.rows:
+                        if exited(row):
+                            arrivals.setdefault((row.id, "row"), now)
+                    if update.view.listed:
+                        arrivals.setdefault(("board", "listed"), now)
+                    seen.notify_all()
 
+    runner = asyncio.create_task(board.run())
     consumer = asyncio.create_task(consume())
     try:
-        await asyncio.wait_for(ready.wait(), 60)
-        warm = [await asyncio.to_thread(timed, manager.list) for _ in range(rounds)]
-        to_kill, to_die = [], []
+        async with seen:
+            await asyncio.wait_for(seen.wait_for(lambda: ("board", "listed") in arrivals), 60)
+        to_kill, to_die, to_row = [], [], []
         for cid in ids:
             t0 = time.perf_counter()
             await asyncio.to_thread(client.api.kill, cid)
             async with seen:
-                await asyncio.wait_for(seen.wait_for(lambda: (cid, "die") in arrivals), 30)
+                await asyncio.wait_for(seen.wait_for(lambda: (cid, "row") in arrivals), 30)
             to_kill.append(arrivals[(cid, "kill")] - t0)
             to_die.append(arrivals[(cid, "die")] - t0)
+            to_row.append(arrivals[(cid, "row")] - t0)
     finally:
-        consumer.cancel()
-        await asyncio.gather(consumer, return_exceptions=True)
-    return {"cold": cold, "warm": warm, "kill": to_kill, "die": to_die}
+        for task in (consumer, runner):
+            task.cancel()
+        await asyncio.gather(consumer, runner, return_exceptions=True)
+    return {"cold": cold, "warm": warm, "kill": to_kill, "die": to_die, "row": to_row}
 
 
 def main() -> int:
@@ -113,14 +131,16 @@ def main() -> int:
         print(f"engine {engine.version} (API {engine.api_version}) at {engine.endpoint}")
         print(f"launched {opts.containers} agent containers in {launch_time:.1f} s (4 at a time)")
         print(f"list() of {opts.containers} containers, median of {opts.rounds}:")
-        print(f"  without an event stream (1 list call + {opts.containers} inspects): "
+        print(f"  without facts known (1 list call + {opts.containers} inspects):   "
               f"{ms(statistics.median(figures['cold']))} (min {ms(min(figures['cold']))})")
-        print(f"  with the event stream connected (1 list call):          "
+        print(f"  with the facts the board keeps (1 list call):           "
               f"{ms(statistics.median(figures['warm']))} (min {ms(min(figures['warm']))})")
         print(f"docker kill -> event on the stream, median of {len(figures['die'])} "
               f"(from sending the kill request):")
         print(f"  kill event: {ms(statistics.median(figures['kill']))} (max {ms(max(figures['kill']))})")
         print(f"  die event:  {ms(statistics.median(figures['die']))} (max {ms(max(figures['die']))})")
+        print(f"  board row exited, confirmed by a list (kill-to-row): {ms(statistics.median(figures['row']))} "
+              f"(max {ms(max(figures['row']))})")
     except KeyboardInterrupt:
         print("interrupted; cleaning up", file=sys.stderr)
         return 130

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from textual.pilot import Pilot
 
@@ -28,17 +30,18 @@ from core.access_audit import (
     Severity,
     Verdict,
 )
-from core.containers import ContainerRow, EngineInfo
+from core.action_log import ActionLog
+from core.container_board import ContainersView, ContainerUpdate, EngineView
+from core.containers import ContainerRow
 from core.doctor import DoctorReport, ProbeResult
 from core.engine_events import ContainerEvent, EngineBack, EngineLost
-from core.errors import EngineUnreachable
 from core.layout import Access
 from core.mcp_link import LinkState
 from core.mcp_stream import StreamEvent
+from core.qms_board import QmsUpdate, QmsView
 from core.qms_ops import FileFacts, OpOutcome
 from core.qms_state import CheckoutRow, InboxTask, QmsSnapshot, RowState, WorkspaceFile
 from core.qms_watch import ActivityEvent
-from core.services import Services
 from core.settings import Settings
 from tui.app import QmsPanel, make_app
 
@@ -273,48 +276,86 @@ class Timeline:
 
 
 class FakeContainers:
-    endpoint = ENDPOINT
+    """The container operations: each returns the agent's fixed row."""
 
-    def __init__(self, rows: list[ContainerRow], *, reachable: bool = True, image: bool = True) -> None:
-        self.rows, self.reachable, self.image = rows, reachable, image
-
-    def _need_engine(self) -> None:
-        if not self.reachable:
-            raise EngineUnreachable(f"cannot connect to {ENDPOINT}: connection refused")
-
-    def list(self) -> list[ContainerRow]:
-        self._need_engine()
-        return list(self.rows)
-
-    def engine(self) -> EngineInfo:
-        self._need_engine()
-        return EngineInfo(endpoint=ENDPOINT, version="28.2.2", api_version="1.50")
-
-    def image_exists(self, image: str) -> bool:
-        self._need_engine()
-        return self.image
+    def __init__(self, rows: list[ContainerRow]) -> None:
+        self.rows = rows
 
     def _row(self, agent: str) -> ContainerRow:
         return next(r for r in self.rows if r.agent == agent)
 
-    restart = start = stop = _row
+    def launch(self, agent: str, command: list[str] | None = None) -> ContainerRow:
+        return self._row(agent)
 
-    async def logs(self, agent: str, tail: int = 200, follow: bool = False):
+    def restart(self, agent: str) -> ContainerRow:
+        return self._row(agent)
+
+    def start(self, agent: str) -> ContainerRow:
+        return self._row(agent)
+
+    def stop(self, agent: str) -> ContainerRow:
+        return self._row(agent)
+
+    async def logs(self, agent: str, tail: int = 200, follow: bool = False) -> AsyncIterator[str]:
         for line in LOG_LINES[-tail:]:
             yield line
         if follow:
             await forever()
 
-    def reset(self) -> None:
-        pass
 
+class FakeContainerBoard:
+    """The engine's script as board updates: the current view first, then one update per event
+    (an engine back brings the fixed rows, an engine lost the engine down)."""
 
-class FakeEvents:
     def __init__(self, timeline: Timeline) -> None:
         self.timeline = timeline
+        self._view = ContainersView(engine=EngineView(image="claude-agent"), rows=[])
+        self.refreshed = 0
 
-    def stream(self):
-        return self.timeline.play("docker")
+    @property
+    def view(self) -> ContainersView:
+        return self._view
+
+    async def run(self) -> None:
+        await forever()
+
+    async def updates(self) -> AsyncIterator[ContainerUpdate]:
+        yield ContainerUpdate(view=self._view)
+        async for ev in self.timeline.play("docker"):
+            if isinstance(ev, EngineBack):
+                self._view = ContainersView(rows=ev.containers, listed=True, engine=EngineView(
+                    status="up", endpoint=ev.endpoint, version="28.2.2", image="claude-agent", image_present=True))
+            elif isinstance(ev, EngineLost):
+                self._view = self._view.model_copy(update={"engine": EngineView(
+                    status="down", endpoint=ev.endpoint, reason=ev.reason, attempt=ev.attempt, retry_in=ev.retry_in,
+                    image="claude-agent")})
+            yield ContainerUpdate(view=self._view, events=[ev])
+
+    def refresh(self) -> None:
+        self.refreshed += 1
+
+
+class FakeQmsBoard:
+    """The fixed snapshot first, then the audit-trail script as activity."""
+
+    def __init__(self, timeline: Timeline, snapshot: QmsSnapshot) -> None:
+        self.timeline = timeline
+        self.view = QmsView(snapshot=snapshot, at=NOW)
+        self.containers: list[ContainerRow] | None = None
+
+    async def run(self) -> None:
+        await forever()
+
+    async def updates(self) -> AsyncIterator[QmsUpdate]:
+        yield QmsUpdate(view=self.view)
+        async for ev in self.timeline.play("qms"):
+            yield QmsUpdate(view=self.view, activity=[ev])
+
+    def set_containers(self, rows: list[ContainerRow] | None) -> None:
+        self.containers = rows
+
+    def retime(self) -> None:
+        pass
 
 
 class FakeLink:
@@ -324,21 +365,24 @@ class FakeLink:
     async def run(self) -> None:
         await forever()
 
-    def states(self):
+    def states(self) -> AsyncIterator[LinkState]:
         return self.timeline.play("link")
 
 
-class _Subscription:
+class FakeSubscription:
     def __init__(self, timeline: Timeline) -> None:
         self.events = timeline.play("mcp")
 
-    def __aiter__(self):
-        return self.events
-
-    async def __aenter__(self):
+    def __aiter__(self) -> FakeSubscription:
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __anext__(self) -> StreamEvent:
+        return await anext(self.events)
+
+    async def __aenter__(self) -> FakeSubscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
         pass
 
 
@@ -349,22 +393,8 @@ class FakeStream:
     def snapshot(self) -> list[StreamEvent]:
         return []
 
-    def subscribe(self, maxlen: int | None = None) -> _Subscription:
-        return _Subscription(self.timeline)
-
-
-class FakeWatcher:
-    def __init__(self, timeline: Timeline) -> None:
-        self.timeline = timeline
-
-    def events(self):
-        return self.timeline.play("qms")
-
-    async def wait_ready(self) -> None:
-        return None
-
-    def stop(self) -> None:
-        pass
+    def subscribe(self, maxlen: int | None = None) -> FakeSubscription:
+        return FakeSubscription(self.timeline)
 
 
 class FakeOps:
@@ -380,40 +410,40 @@ class FakeOps:
 
 
 @dataclass
-class SceneServices(Services):
-    """A services bundle of fakes with fixed answers; see the module docstring."""
+class SceneServices:
+    """A services bundle of fakes with fixed answers (it satisfies ``tui.seams.PanelServices``)."""
 
-    fixed_snapshot: QmsSnapshot | None = None
+    settings: Settings
+    now: Callable[[], datetime]
+    containers: FakeContainers
+    container_board: FakeContainerBoard
+    qms_board: FakeQmsBoard
+    link: FakeLink
+    stream: FakeStream
+    ops: FakeOps
+    actions: ActionLog
+    timeline: Timeline
     fixed_audits: list[ContainerAudit] = field(default_factory=list)
     fixed_doctor: DoctorReport | None = None
     doctor_runs: int = 0
 
-    def scan(self, containers=None) -> QmsSnapshot:
-        return self.fixed_snapshot
-
-    def rescan(self, snapshot, paths) -> QmsSnapshot:
-        return snapshot
-
-    def restate(self, snapshot, containers) -> QmsSnapshot:
-        return snapshot
+    def layout(self, agent: str) -> layout.AgentLayout:
+        return layout.for_settings(self.settings, agent)
 
     def audit(self) -> AuditReport:
         return AuditReport(containers=self.fixed_audits, ok=False, generated_at=NOW)
 
-    def audit_container(self, row) -> ContainerAudit:
-        name = getattr(row, "name", row)
+    def audit_container(self, row: ContainerRow | str) -> ContainerAudit:
+        name = row.name if isinstance(row, ContainerRow) else row
         return next(a for a in self.fixed_audits if a.container == name)
 
     async def doctor(self) -> DoctorReport:
         self.doctor_runs += 1
+        assert self.fixed_doctor is not None
         return self.fixed_doctor
 
     def close(self) -> None:
         pass
-
-    @property
-    def timeline(self) -> Timeline:
-        return self.engine_events.timeline
 
 
 def services(*, engine: bool = True, link_lost: bool = False) -> SceneServices:
@@ -432,14 +462,15 @@ def services(*, engine: bool = True, link_lost: bool = False) -> SceneServices:
     timeline = Timeline(entries)
     return SceneServices(
         settings=settings(),
-        containers=FakeContainers(rows, reachable=engine),
-        engine_events=FakeEvents(timeline),
+        now=lambda: NOW,
+        containers=FakeContainers(rows),
+        container_board=FakeContainerBoard(timeline),
+        qms_board=FakeQmsBoard(timeline, snapshot()),
         link=FakeLink(timeline),
         stream=FakeStream(timeline),
         ops=FakeOps(),
-        watcher=FakeWatcher(timeline),
-        now=lambda: NOW,
-        fixed_snapshot=snapshot(),
+        actions=ActionLog(Path(tempfile.mkdtemp(prefix="qms-panel-scene-")), project_root=ROOT),
+        timeline=timeline,
         fixed_audits=audits() if engine else [],
         fixed_doctor=probes(),
     )
@@ -460,7 +491,7 @@ async def settle(pilot: Pilot) -> None:
     for _ in range(500):
         await pilot.pause()
         busy = [w for w in panel.workers if w.group not in ("feed", "logs") and not w.is_finished]
-        if (not busy and bundle.timeline.drained.is_set() and bundle.doctor_runs and panel.snapshot
+        if (not busy and bundle.timeline.drained.is_set() and bundle.doctor_runs and panel.main.scanned
                 and not panel.main.stream.pending):
             break
     else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tui.cli import EXIT_OK, print_json, settings_from_args
+from tui.cli_common import EXIT_OK, print_json, settings_from_args
 from tui.commands._record import add_reason_argument, recorded
 
 
@@ -13,13 +13,13 @@ def add_agent_arguments(parser) -> None:
 
 
 def run_lifecycle(args, method: str, done: str) -> int:
-    """Call ``ContainerManager.<method>(agent)`` and print the row (``done`` is the past tense)."""
-    from core.containers import ContainerManager
+    """Call the bundle's ``containers.<method>(agent)`` and print the row (``done`` is the past tense)."""
+    from core.services import build_services
     from core.settings import check_agent_id
 
     check_agent_id(args.agent)
     settings = settings_from_args(args)
-    row = recorded(args, settings, method, lambda: getattr(ContainerManager(settings), method)(args.agent),
+    row = recorded(args, settings, method, lambda: getattr(build_services(settings).containers, method)(args.agent),
                    agent=args.agent, container=settings.container_name(args.agent),
                    result=lambda row: ("ok", row.summary()))
     if args.json:

@@ -14,7 +14,7 @@ import sys
 from core.errors import ContainerNotFound, ContainerNotRunning, EngineError, EnginePermissionDenied, EngineUnreachable
 from core.image import TMUX_SESSION
 from core.settings import check_agent_id
-from tui.cli import settings_from_args
+from tui.cli_common import settings_from_args
 
 NAME = "attach"
 HELP = "attach this terminal to an agent's tmux session (detach: Ctrl-b d)"

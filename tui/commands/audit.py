@@ -8,12 +8,12 @@ listed once more at the end.
 from __future__ import annotations
 
 from core.access_audit import AuditReport, ContainerAudit, Severity, audit_all
-from core.containers import ContainerManager
 from core.errors import ContainerNotFound
 from core.layout import Access
 from core.safe_text import safe_line
+from core.services import build_services
 from core.settings import check_agent_id
-from tui.cli import EXIT_FAILED, EXIT_OK, print_json, settings_from_args
+from tui.cli_common import EXIT_FAILED, EXIT_OK, print_json, settings_from_args
 
 NAME = "audit"
 HELP = "check each running agent container's mounts, capabilities and live access against the access matrix"
@@ -34,7 +34,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     settings = settings_from_args(args)
     agent = check_agent_id(args.agent) if args.agent is not None else None
-    report = audit_all(ContainerManager(settings), settings, agent=agent, probe_unmanaged=args.probe_unmanaged)
+    report = audit_all(build_services(settings).containers, settings, agent=agent, probe_unmanaged=args.probe_unmanaged)
     if agent is not None and not report.containers:
         raise ContainerNotFound(f"no container of agent {agent!r} for project {settings.project_root}")
     if args.json:

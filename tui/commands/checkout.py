@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 from core.safe_text import safe_line
-from tui.cli import EXIT_FAILED, EXIT_OK, fail, print_json, settings_from_args
+from tui.cli_common import EXIT_FAILED, EXIT_OK, fail, print_json, settings_from_args
 from tui.commands._record import add_reason_argument, recorded
 from tui.commands._timeout import add_timeout_argument
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from core import layout
 from core.mcp_stream import redact_url
-from tui.cli import print_json, settings_from_args
+from tui.cli_common import print_json, settings_from_args
 
 NAME = "config"
 HELP = "show the effective settings and the access matrix they resolve to"

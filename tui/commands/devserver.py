@@ -8,7 +8,7 @@ from pathlib import Path
 from core.devserver.sample import init_project
 from core.devserver.server import DEFAULT_IDENTITY_TTL, TRANSPORTS, run as run_server
 from core.errors import ProjectError
-from tui.cli import EXIT_OK, EXIT_USAGE, print_json
+from tui.cli_common import EXIT_OK, EXIT_USAGE, print_json
 from tui.cli_output import report_error
 
 NAME = "devserver"

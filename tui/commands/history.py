@@ -17,8 +17,8 @@ from core.action_log import ActionEntry, ActionHistory, for_settings
 from core.errors import UsageError
 from core.safe_text import safe_line
 from core.settings import check_agent_id, parse_duration
-from tui.cli import EXIT_OK, print_json, settings_from_args
-from tui.widgets.formats import short
+from tui.cli_common import EXIT_OK, print_json, settings_from_args
+from tui.formats import short
 
 NAME = "history"
 HELP = "the operator's actions on this project (checkin, checkout, repair, launch, ...): who, what, result, why"

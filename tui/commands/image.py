@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 from core import image
+from core.errors import UsageError
 from core.settings import check_http_url
-from tui.cli import UsageError, print_json
+from tui.cli_common import print_json
 
 NAME = "image"
 HELP = "build the agent image (image/Dockerfile)"

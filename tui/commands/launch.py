@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from core.containers import ContainerManager
+from core.services import build_services
 from core.settings import check_agent_id
-from tui.cli import EXIT_OK, print_json, settings_from_args
+from tui.cli_common import EXIT_OK, print_json, settings_from_args
 from tui.commands._record import add_reason_argument, recorded
 
 NAME = "launch"
@@ -36,7 +36,7 @@ def run(args) -> int:
     check_agent_id(args.agent)
     settings = settings_from_args(args)
     row = recorded(args, settings, "launch",
-                   lambda: ContainerManager(settings).launch(args.agent, args.agent_command), agent=args.agent,
+                   lambda: build_services(settings).containers.launch(args.agent, args.agent_command), agent=args.agent,
                    container=settings.container_name(args.agent), result=lambda row: ("ok", row.summary()))
     if args.json:
         print_json(row)

@@ -11,7 +11,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from core.safe_text import safe_line
-from tui.cli import EXIT_FAILED, EXIT_OK, print_json, settings_from_args
+from tui.cli_common import EXIT_FAILED, EXIT_OK, print_json, settings_from_args
 from tui.commands._timeout import add_timeout_argument
 
 if TYPE_CHECKING:
@@ -48,11 +48,11 @@ def _print(report: DoctorReport) -> None:
 def run(args: argparse.Namespace) -> int:
     import anyio
 
-    from core.containers import ContainerManager
+    from core.services import build_services
     from core.doctor import run_doctor
 
     settings = settings_from_args(args)
-    report = anyio.run(lambda: run_doctor(settings, ContainerManager(settings), timeout=args.timeout))
+    report = anyio.run(lambda: run_doctor(settings, build_services(settings).containers, timeout=args.timeout))
     if args.json:
         print_json(report)
     else:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from core import layout
-from core.containers import ContainerManager
+from core.services import build_services
 from core.settings import check_agent_id
-from tui.cli import EXIT_OK, print_json, settings_from_args
+from tui.cli_common import EXIT_OK, print_json, settings_from_args
 from tui.commands._record import add_reason_argument, recorded
 
 NAME = "remove"
@@ -24,7 +24,7 @@ def run(args) -> int:
     settings = settings_from_args(args)
     volume = layout.projects_volume(settings.container_prefix, args.agent)
     recorded(args, settings, "remove",
-             lambda: ContainerManager(settings).remove(args.agent, remove_volume=args.volume), agent=args.agent,
+             lambda: build_services(settings).containers.remove(args.agent, remove_volume=args.volume), agent=args.agent,
              container=settings.container_name(args.agent),
              result=lambda _: ("ok", f"volume {volume} {'removed' if args.volume else 'kept'}"))
     if args.json:

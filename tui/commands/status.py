@@ -9,20 +9,26 @@ printed either way).
 from __future__ import annotations
 
 import argparse
+import asyncio
 from datetime import datetime
 
 import anyio
 from pydantic import BaseModel
 
+from core.container_board import ContainersView
 from core.containers import ContainerRow
-from core.errors import EngineError, LinkDown
+from core.engine import CLIENT_TIMEOUT
+from core.errors import LinkDown
 from core.mcp_link import LinkState
+from core.qms_board import QmsView
 from core.qms_state import CheckoutRow, ScanWarning
 from core.safe_text import safe_line
 from core.services import Services, build_services
-from tui.cli import EXIT_FAILED, EXIT_OK, print_json, settings_from_args
+from tui.cli_common import EXIT_FAILED, EXIT_OK, print_json, settings_from_args
 from tui.commands._timeout import add_timeout_argument
-from tui.widgets.formats import since
+from tui.formats import since
+
+ENGINE_WAIT = CLIENT_TIMEOUT  # seconds the engine (and the scan) may take to answer
 
 NAME = "status"
 HELP = "containers, checked-out documents and the MCP link in one report"
@@ -52,14 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
-def engine_status(services: Services) -> tuple[EngineStatus, list[ContainerRow] | None]:
-    manager = services.containers
-    try:
-        info = manager.engine()
-        rows = manager.list()
-    except EngineError as err:
-        return EngineStatus(ok=False, endpoint=manager.endpoint, error=str(err)), None
-    return EngineStatus(ok=True, endpoint=info.endpoint, version=info.version), rows
+def engine_status(view: ContainersView, endpoint: str) -> tuple[EngineStatus, list[ContainerRow] | None]:
+    """The engine part of the report from the container board's settled view (rows None: unknown)."""
+    engine = view.engine
+    if not (engine.up and view.listed):
+        error = engine.reason or f"Docker engine unreachable: no answer from {endpoint} in {ENGINE_WAIT} s"
+        return EngineStatus(ok=False, endpoint=engine.endpoint or endpoint, error=error), None
+    return EngineStatus(ok=True, endpoint=engine.endpoint, version=engine.version), view.rows
 
 
 async def link_status(services: Services, timeout: float) -> LinkState:
@@ -82,10 +87,20 @@ async def link_status(services: Services, timeout: float) -> LinkState:
     return state
 
 
+async def settle(services: Services, timeout: float) -> tuple[ContainersView, LinkState, QmsView]:
+    """The boards the panel follows, settled once (the engine and the link at the same time)."""
+    containers, link = await asyncio.gather(services.container_board.settle(ENGINE_WAIT),
+                                            link_status(services, timeout))
+    board = services.qms_board
+    board.set_containers(containers.rows if containers.engine.up and containers.listed else None)
+    return containers, link, await board.settle(ENGINE_WAIT)
+
+
 def collect(services: Services, timeout: float) -> StatusReport:
-    engine, rows = engine_status(services)
-    link = anyio.run(link_status, services, timeout)
-    snapshot = services.scan(rows)
+    containers, link, qms = anyio.run(settle, services, timeout)
+    engine, rows = engine_status(containers, services.containers.endpoint)
+    snapshot = qms.snapshot
+    assert snapshot is not None  # a settled QMS board has scanned
     return StatusReport(
         project_root=str(services.project_root), generated_at=services.now(), engine=engine,
         containers=rows or [], link=link, checkouts=snapshot.checkouts,

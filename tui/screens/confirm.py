@@ -31,7 +31,7 @@ class ConfirmScreen(ModalScreen[Confirmation]):
     """Dismisses with a :class:`Confirmation` (truthy when confirmed).
 
     The title may name an agent's document: it is shown as plain text. The body is the caller's
-    renderable, built with :func:`tui.widgets.formats.plain` for anything an agent wrote.
+    renderable, built with :func:`tui.formats.plain` for anything an agent wrote.
 
     ``reason``: offer an optional one-line reason field; it has the focus, so the operator types
     at once, ``enter`` confirms and ``esc`` cancels.
@@ -73,7 +73,7 @@ class ConfirmScreen(ModalScreen[Confirmation]):
                 yield Static(f"enter: {self._confirm.lower()} · esc: cancel", id="confirm-reason-help")
             with Horizontal():
                 yield Button("Cancel (esc)", id="cancel")
-                yield Button(f"{self._confirm} (y)", id="confirm", variant="error" if self.has_class("-danger")
+                yield Button(f"{self._confirm} ({'enter' if self._ask_reason else 'y'})", id="confirm", variant="error" if self.has_class("-danger")
                              else "primary")
 
     def on_mount(self) -> None:

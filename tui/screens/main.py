@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from rich.console import Group
 from rich.table import Table
@@ -16,17 +15,24 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from core.access_audit import ContainerAudit
+from core.audit_rows import Severity
+from core.container_board import EngineView
+from core.containers import ContainerRow
+from core.doctor import ProbeResult
 from core.errors import QmsPanelError
+from core.mcp_link import LinkState
 from core.qms_ops import check_doc_id
+from core.qms_state import CheckoutRow
 from tui.actions import bindings
-from tui.screens.confirm import ConfirmScreen
+from tui.screens.confirm import Confirmation, ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.input_dialog import InputScreen
 from tui.screens.payload import PayloadScreen
 from tui.widgets.containers import ContainersPane
-from tui.widgets.formats import plain, safe_rich, since, size, stamp
+from tui.formats import plain, safe_rich, since, size, stamp
 from tui.widgets.matrix import MatrixPane
-from tui.widgets.status_bar import EngineState, StatusBar
+from tui.widgets.status_bar import StatusBar
 from tui.widgets.stream import StreamPane
 from tui.widgets.workspace import WorkspacePane, state_of
 
@@ -34,20 +40,21 @@ from tui.widgets.workspace import WorkspacePane, state_of
 class MainScreen(Screen[None]):
     BINDINGS = bindings("main")
 
-    # state, set by the app; the panes are bound to it
-    containers: var[list] = var(list)
-    agents: var[list] = var(list)
-    probes: var[dict] = var(dict)
-    inbox: var[dict] = var(dict)
-    busy: var[dict] = var(dict)
-    engine: var[EngineState] = var(EngineState)
-    image_missing: var[str] = var("")
-    link: var[Any | None] = var(None)
+    # state, set by the app from the boards' views and the checks; the panes are bound to it
+    containers: var[list[ContainerRow]] = var(list)
+    agents: var[list[str]] = var(list)
+    probes: var[dict[str, ProbeResult]] = var(dict)
+    inbox: var[dict[str, int]] = var(dict)
+    busy: var[dict[str, str]] = var(dict)
+    engine: var[EngineView] = var(EngineView)
+    feeds_down: var[tuple[str, ...]] = var(tuple)
+    high_drift: var[tuple[str, ...]] = var(tuple)  # containers whose audit found a high-severity drift
+    link: var[LinkState | None] = var(None)
     link_down: var[str] = var("")
-    checkouts: var[list] = var(list)
+    checkouts: var[list[CheckoutRow]] = var(list)
     scan_warnings: var[int] = var(0)
     scanned: var[bool] = var(False)
-    audits: var[dict] = var(dict)  # agent (or container name) -> ContainerAudit
+    audits: var[dict[str, ContainerAudit]] = var(dict)  # agent (or container name) -> its audit
     auditing: var[bool] = var(False)
     audited_at: var[datetime | None] = var(None)
     now: var[datetime | None] = var(None)
@@ -56,10 +63,10 @@ class MainScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         S = MainScreen
-        yield StatusBar().data_bind(S.link, S.engine, S.now, S.project_root)
+        yield StatusBar().data_bind(S.link, S.engine, S.feeds_down, S.high_drift, S.now, S.project_root)
         with Horizontal(id="top"):
             yield ContainersPane(id="containers").data_bind(
-                S.agents, S.probes, S.inbox, S.busy, S.engine, S.image_missing, S.now, rows=S.containers)
+                S.agents, S.probes, S.inbox, S.busy, S.engine, S.now, rows=S.containers)
             yield MatrixPane(id="matrix").data_bind(S.auditing, S.audited_at, S.engine)
         yield WorkspacePane(id="workspace").data_bind(
             S.link_down, S.scanned, S.now, rows=S.checkouts, warnings=S.scan_warnings)
@@ -85,23 +92,26 @@ class MainScreen(Screen[None]):
     def containers_pane(self) -> ContainersPane:
         return self.query_one(ContainersPane)
 
-    def container_row(self, agent: str | None) -> Any | None:
+    def container_row(self, agent: str | None) -> ContainerRow | None:
         return next((r for r in self.containers if r.agent == agent or (not r.agent and r.name == agent)), None)
 
     # --- state to panes ---
 
-    def watch_link(self, link: Any | None) -> None:
-        down = link is not None and str(link.status) == "down"
+    def watch_link(self, link: LinkState | None) -> None:
+        down = link is not None and link.status == "down"
         self.link_down = (link.reason or "no answer") if down else ""
 
-    def watch_now(self, now: datetime | None) -> None:
-        if now is not None and self.is_mounted:
+    def watch_now(self, old: datetime | None, now: datetime | None) -> None:
+        """The stream follows the clock's time zone (set once, not on every tick)."""
+        if now is not None and self.is_mounted and (old is None or old.tzinfo != now.tzinfo):
             self.stream.set_tz(now.tzinfo)
 
     def watch_selected_agent(self) -> None:
         self._update_matrix()
 
     def watch_audits(self) -> None:
+        self.high_drift = tuple(sorted(audit.container for audit in self.audits.values()
+                                       if audit.severity is Severity.HIGH))
         self._update_matrix()
 
     def watch_containers(self) -> None:
@@ -119,7 +129,7 @@ class MainScreen(Screen[None]):
             matrix.rules = ()
         matrix.audit = self.audits.get(agent)
         row = self.container_row(agent)
-        matrix.container_state = str(row.state) if row is not None else None
+        matrix.container_state = row.state if row is not None else None
 
     def on_containers_pane_selected(self, event: ContainersPane.Selected) -> None:
         self.selected_agent = event.agent
@@ -129,11 +139,11 @@ class MainScreen(Screen[None]):
 
     # --- containers ---
 
-    def _selected_container(self) -> tuple[str | None, Any | None]:
+    def _selected_container(self) -> tuple[str | None, ContainerRow | None]:
         agent = self.containers_pane.selected_agent
         return agent, self.container_row(agent)
 
-    def _need_container(self, doing: str) -> tuple[str, Any] | None:
+    def _need_container(self, doing: str) -> tuple[str, ContainerRow] | None:
         agent, row = self._selected_container()
         if agent is None:
             self.notify("Select an agent in the containers pane first.", title=f"Nothing to {doing}")
@@ -154,19 +164,19 @@ class MainScreen(Screen[None]):
     def action_restart(self) -> None:
         found = self._need_container("restart")
         if found:
-            self.app.restart(found[0])
+            self.app.operations.container("restart", found[0])
 
     def action_start_stop(self) -> None:
         agent, row = self._selected_container()
         if agent is not None and row is None and agent not in self.busy:
-            self.app.launch(agent)  # no container yet: make it, as `qms-panel launch` would
+            self.app.operations.container("launch", agent)  # no container yet: make it, as `qms-panel launch` would
             return
         found = self._need_container("start or stop")
         if not found:
             return
         agent, row = found
-        if str(row.state) != "running":
-            self.app.start(agent)
+        if row.state != "running":
+            self.app.operations.container("start", agent)
             return
         body = Text.assemble(
             ("Stop ", ""), (agent, "bold"), (f"'s container {row.name}?\n\n", ""),
@@ -174,11 +184,12 @@ class MainScreen(Screen[None]):
             "/projects volume are kept; press s again to start it.",
         )
 
-        def stop(yes: bool | None) -> None:
-            if yes:
-                self.app.stop(agent)
+        def stop(answer: Confirmation | None) -> None:
+            if answer:
+                self.app.operations.container("stop", agent, answer.reason)
 
-        self.app.push_screen(ConfirmScreen(f"Stop {agent}", body, confirm="Stop", danger=True), stop)
+        self.app.push_screen(ConfirmScreen(f"Stop {agent}", body, confirm="Stop", danger=True, reason=True,
+                                           blink=not self.app.still), stop)
 
     def action_logs(self) -> None:
         agent, row = self._selected_container()
@@ -190,7 +201,7 @@ class MainScreen(Screen[None]):
     # --- documents ---
 
     def _need_link(self, doing: str) -> bool:
-        if self.link_down or self.link is None or str(self.link.status) != "connected":
+        if self.link_down or self.link is None or self.link.status != "connected":
             reason = self.link_down or "not connected yet"
             self.notify(f"The MCP link is down ({reason}); {doing} waits for it to reconnect.",
                         title="MCP link down", severity="warning", markup=False)
@@ -214,14 +225,15 @@ class MainScreen(Screen[None]):
         if not self._need_link("checkin"):
             return
         holder_row = self.container_row(row.holder)
-        running = holder_row is not None and str(holder_row.state) == "running"
+        running = holder_row is not None and holder_row.state == "running"
         body = checkin_body(row, self.now, running, Path(self.project_root))
 
-        def go(yes: bool | None) -> None:
-            if yes:
-                self.app.checkin(row)
+        def go(answer: Confirmation | None) -> None:
+            if answer:
+                self.app.operations.document("checkin", row.doc_id, row.holder, answer.reason)
 
-        self.app.push_screen(ConfirmScreen(f"Check in {row.doc_id} for {row.holder}", body, confirm="Check in"), go)
+        self.app.push_screen(ConfirmScreen(f"Check in {row.doc_id} for {row.holder}", body, confirm="Check in",
+                                           reason=True, blink=not self.app.still), go)
 
     def action_repair(self) -> None:
         row = self.workspace.selected
@@ -232,12 +244,12 @@ class MainScreen(Screen[None]):
         if not self._need_link("repair"):
             return
 
-        def go(yes: bool | None) -> None:
-            if yes:
-                self.app.repair(row)
+        def go(answer: Confirmation | None) -> None:
+            if answer:
+                self.app.operations.document("repair", row.doc_id, row.holder, answer.reason)
 
         self.app.push_screen(ConfirmScreen(f"Repair {row.doc_id} for {row.holder}", repair_body(row),
-                                           confirm="Repair"), go)
+                                           confirm="Repair", reason=True, blink=not self.app.still), go)
 
     def action_checkout(self) -> None:
         agent = self.containers_pane.selected_agent or (self.agents[0] if self.agents else None)
@@ -256,7 +268,7 @@ class MainScreen(Screen[None]):
 
         def go(doc_id: str | None) -> None:
             if doc_id:
-                self.app.checkout(doc_id, agent)
+                self.app.operations.document("checkout", doc_id, agent)
 
         self.app.push_screen(InputScreen(f"Check out for {agent}", f"Document id to check out as {agent}:",
                                          placeholder="CR-001", check=check, blink=not self.app.still), go)
@@ -264,10 +276,10 @@ class MainScreen(Screen[None]):
     # --- checks, stream, help ---
 
     def action_doctor(self) -> None:
-        self.app.doctor_now()
+        self.app.checks.doctor_now()
 
     def action_audit(self) -> None:
-        self.app.audit_now()
+        self.app.checks.audit_now()
 
     def action_filter(self) -> None:
         self.stream.start_filter()
@@ -302,7 +314,7 @@ def _rel(path: Path | None, root: Path) -> str:
         return str(path)
 
 
-def checkin_body(row: Any, now: datetime | None, holder_running: bool, root: Path) -> Group:
+def checkin_body(row: CheckoutRow, now: datetime | None, holder_running: bool, root: Path) -> Group:
     copy = row.workspace_file
     tz = now.tzinfo if now else None
     ago = (lambda t: f"  ({since(t, now)})") if now else (lambda t: "")
@@ -321,7 +333,7 @@ def checkin_body(row: Any, now: datetime | None, holder_running: bool, root: Pat
         "draft, marks the document checked in, logs a CHECKIN event and deletes the workspace copy. "
         "If it refuses, nothing changes: its reason is shown and the copy is checked byte for byte.",
     )
-    parts: list[Any] = [facts, what]
+    parts: list[Table | Text] = [facts, what]
     if holder_running:
         parts.append(Text.assemble(
             "\n", plain(row.holder or "?"), "'s container is running: if the agent used the server in the last "
@@ -331,7 +343,7 @@ def checkin_body(row: Any, now: datetime | None, holder_running: bool, root: Pat
     return Group(*parts)
 
 
-def repair_body(row: Any) -> Group:
+def repair_body(row: CheckoutRow) -> Group:
     facts = _facts([
         ("Document", Text.assemble(plain(row.doc_id, "bold"), "  ", plain(row.title or ""))),
         ("Status", f"{row.status or '?'}  v{row.version or '?'}"),

@@ -17,7 +17,7 @@ from textual.widgets import Static
 
 from tui.actions import bindings
 from core.safe_text import safe_text
-from tui.widgets.formats import clock_time, short
+from tui.formats import clock_time, short
 from tui.widgets.stream import StreamLine
 
 

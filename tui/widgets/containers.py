@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from rich.text import Text
 from textual.message import Message
 from textual.reactive import var
 from textual.widgets import DataTable
 
-from tui.widgets.formats import age, plain
+from core.container_board import EngineView
+from core.containers import ContainerRow
+from core.doctor import ProbeResult
+from tui.formats import age, plain
 from tui.widgets.pane import Pane
-from tui.widgets.status_bar import EngineState
 
 STATE_STYLE = {
     "running": "bold green",
@@ -26,28 +27,23 @@ STATE_STYLE = {
 }
 
 
-def _state(row: Any) -> str:
-    return str(getattr(row.state, "value", row.state))
-
-
-def state_cell(row: Any | None, busy: str | None, engine_up: bool = True) -> Text:
+def state_cell(row: ContainerRow | None, busy: str | None, engine_up: bool = True) -> Text:
     if busy:
         return Text(f"⟳ {busy}", style="bold yellow")
     if row is None:
         return Text("not created" if engine_up else "unknown", style="dim")
-    state = _state(row)
+    state = row.state
     text = Text(state, style=STATE_STYLE.get(state, ""))
     if state == "exited" and row.exit_code is not None:
         text.append(f" ({row.exit_code})", style="red")
-    health = getattr(row, "health", None)
-    if health and str(health) not in ("none", "healthy"):
-        text.append(f" {health}", style="yellow")
+    if row.health and row.health not in ("none", "healthy"):
+        text.append(f" {row.health}", style="yellow")
     return text
 
 
-def mcp_cell(row: Any | None, probe: Any | None) -> Text:
+def mcp_cell(row: ContainerRow | None, probe: ProbeResult | None) -> Text:
     """MCP as seen from inside the container (the doctor's probe)."""
-    if row is None or _state(row) != "running" or not row.agent:
+    if row is None or row.state != "running" or not row.agent:
         return Text("—", style="dim")
     if probe is None:
         return Text("…", style="dim")
@@ -62,13 +58,12 @@ class ContainersPane(Pane):
 
     COLUMNS = (("AGENT", 10), ("STATE", 12), ("UP", 6), ("RST", 3), ("MCP", 10), ("INBOX", 5), ("MANAGED", 7))
 
-    rows: var[list] = var(list)
-    agents: var[list] = var(list)  # configured agent ids (shown even without a container)
-    probes: var[dict] = var(dict)  # agent -> doctor ProbeResult from inside its container
-    inbox: var[dict] = var(dict)  # agent -> inbox task count
-    busy: var[dict] = var(dict)  # agent -> what is in progress ("restarting")
-    engine: var[EngineState] = var(EngineState)
-    image_missing: var[str] = var("")  # the image's name when the engine lacks it
+    rows: var[list[ContainerRow]] = var(list)
+    agents: var[list[str]] = var(list)  # configured agent ids (shown even without a container)
+    probes: var[dict[str, ProbeResult]] = var(dict)  # agent -> the doctor's probe from inside its container
+    inbox: var[dict[str, int]] = var(dict)  # agent -> inbox task count
+    busy: var[dict[str, str]] = var(dict)  # agent -> what is in progress ("restarting")
+    engine: var[EngineView] = var(EngineView)  # the engine, and whether it has the agent image
     now: var[datetime | None] = var(None)
 
     @dataclass
@@ -82,13 +77,13 @@ class ContainersPane(Pane):
         self._announced: str | None = None
 
     watch_rows = watch_agents = watch_probes = watch_inbox = watch_busy = Pane._schedule
-    watch_engine = watch_image_missing = watch_now = Pane._schedule
+    watch_engine = watch_now = Pane._schedule
 
     @property
     def selected_agent(self) -> str | None:
         return self.table.selected_key
 
-    def row(self, agent: str | None) -> Any | None:
+    def row(self, agent: str | None) -> ContainerRow | None:
         return next((r for r in self.rows if r.agent == agent), None)
 
     def _update(self) -> None:
@@ -107,9 +102,9 @@ class ContainersPane(Pane):
         self.set_class(self.engine.status == "down", "-stale")
         self._announce()
 
-    def _cells(self, agent: str, row: Any | None) -> tuple:
+    def _cells(self, agent: str, row: ContainerRow | None) -> tuple:
         busy = self.busy.get(agent)
-        running = row is not None and _state(row) == "running"
+        running = row is not None and row.state == "running"
         uptime = age(self.now - row.started_at) if running and row.started_at and self.now else "—"
         managed = "—" if row is None else ("yes" if row.managed else Text("no", style="bold yellow"))
         inbox = self.inbox.get(agent)
@@ -134,8 +129,8 @@ class ContainersPane(Pane):
                 + ("\nThe rows are the last known state." if self.rows else ""),
                 "bold red",
             )
-        elif self.image_missing:
-            self.set_notice(f"Agent image {self.image_missing!r} is not on the engine.\n"
+        elif engine.image_present is False:
+            self.set_notice(f"Agent image {engine.image!r} is not on the engine.\n"
                             "Build it with `qms-panel image build`.", "bold yellow")
         elif engine.status == "unknown" and not self.rows:
             self.set_notice("Connecting to the Docker engine…", "dim")

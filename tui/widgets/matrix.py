@@ -9,11 +9,11 @@ from rich.text import Text
 from textual.reactive import var
 
 from core.audit_rows import AuditRow, ContainerAudit, MountFact, ProbeFact, ProbeStatus, Severity, Verdict
+from core.container_board import EngineView
 from core.layout import AGENT_CAPABILITIES, Access
 from core.safe_text import safe_line
-from tui.widgets.formats import clock_time
+from tui.formats import clock_time
 from tui.widgets.pane import Pane
-from tui.widgets.status_bar import EngineState
 
 VERDICT_STYLE = {Verdict.OK: "green", Verdict.DRIFT: "bold red", Verdict.MISSING: "bold red",
                  Verdict.EXTRA: "bold red", Verdict.PROBE_FAILED: "yellow", Verdict.NOT_PROBED: "dim"}
@@ -67,7 +67,7 @@ class MatrixPane(Pane):
     audit: var[ContainerAudit | None] = var(None)  # the audit of ``agent``'s container
     auditing: var[bool] = var(False)
     audited_at: var[datetime | None] = var(None)
-    engine: var[EngineState] = var(EngineState)
+    engine: var[EngineView] = var(EngineView)
     container_state: var[str | None] = var(None)  # the selected agent's container state; None: no container
 
     def __init__(self, **kwargs) -> None:

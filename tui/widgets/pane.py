@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from tui.widgets.formats import plain, safe_rich
+from tui.formats import plain, safe_rich
 
 Cells = Sequence[str | Text]
 

@@ -1,41 +1,23 @@
-"""The status bar: the MCP link, the Docker engine and the project root, on one line."""
+"""The status bar: the MCP link, the Docker engine, any feed that is down, and the project root, on one line."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
 
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from tui.widgets.formats import clock_time, short
-
-EngineStatus = Literal["unknown", "up", "down"]
-
-
-@dataclass(frozen=True)
-class EngineState:
-    """What the panel knows of the Docker engine (from the event stream and list calls)."""
-
-    status: EngineStatus = "unknown"
-    endpoint: str = ""
-    reason: str = ""
-    attempt: int = 0
-    retry_in: float | None = None
-    version: str = ""
-
-    @property
-    def up(self) -> bool:
-        return self.status == "up"
+from core.container_board import EngineView
+from core.mcp_link import LinkState
+from tui.formats import clock_time, short
 
 
-def link_text(link: Any | None) -> Text:
+def link_text(link: LinkState | None) -> Text:
     """``● connected sse 12 ms`` from a LinkState (None: not started)."""
     if link is None:
         return Text.assemble(("● ", "dim"), ("starting", "dim"))
-    status = str(getattr(link.status, "value", link.status))
+    status = link.status
     colour = {"connected": "green", "connecting": "yellow", "down": "red"}.get(status, "dim")
     parts: list[tuple[str, str] | str] = [(f"● {status}", f"bold {colour}")]
     if link.transport:
@@ -49,7 +31,7 @@ def link_text(link: Any | None) -> Text:
     return Text.assemble(*parts)
 
 
-def engine_text(engine: EngineState) -> Text:
+def engine_text(engine: EngineView) -> Text:
     if engine.status == "up":
         return Text.assemble(("● up", "bold green"), (f" {short(engine.version, 24)}" if engine.version else "", ""))
     if engine.status == "down":
@@ -59,7 +41,7 @@ def engine_text(engine: EngineState) -> Text:
 
 
 class StatusBar(Widget):
-    """One line at the top: ``qms-panel │ MCP … │ Docker … │ root``."""
+    """One line at the top: ``qms-panel │ MCP … │ Docker … │ [feeds down │] root``."""
 
     DEFAULT_CSS = """
     StatusBar {
@@ -71,8 +53,10 @@ class StatusBar(Widget):
     }
     """
 
-    link: reactive[Any | None] = reactive(None)
-    engine: reactive[EngineState] = reactive(EngineState)
+    link: reactive[LinkState | None] = reactive(None)
+    engine: reactive[EngineView] = reactive(EngineView)
+    feeds_down: reactive[tuple[str, ...]] = reactive(tuple)  # names of the live feeds that are down
+    high_drift: reactive[tuple[str, ...]] = reactive(tuple)  # containers with a high-severity audit finding
     project_root: reactive[str] = reactive("")
     now: reactive[datetime | None] = reactive(None)
 
@@ -83,8 +67,13 @@ class StatusBar(Widget):
             ("qms-panel", "bold"), sep,
             ("MCP ", "bold"), link_text(self.link), sep,
             ("Docker ", "bold"), engine_text(self.engine), sep,
-            (short(self.project_root, 200), ""),
         )
+        if self.feeds_down:
+            line.append_text(Text.assemble((f"⚠ down: {', '.join(self.feeds_down)}", "bold red"), sep))
+        if self.high_drift:
+            names = ", ".join(short(name, 40) for name in self.high_drift)
+            line.append_text(Text.assemble((f"⚠ HIGH drift: {names}", "bold white on red"), sep))
+        line.append(short(self.project_root, 200))
         width = self.content_region.width
         if clock and width > line.cell_len + len(clock) + 1:
             line.append(" " * (width - line.cell_len - len(clock)))

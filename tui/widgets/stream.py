@@ -31,8 +31,11 @@ from textual.widgets import Input, Static
 
 from core.action_log import ActionRecord, SkippedLine
 from core.safe_text import safe_line
+from core.engine_events import EngineBack, EngineEvent, EngineLost
+from core.mcp_stream import StreamEvent
+from core.qms_watch import ActivityEvent
 from tui.actions import bindings
-from tui.widgets.formats import clock_time, short
+from tui.formats import clock_time, short
 
 Source = Literal["mcp", "docker", "qms", "ops"]
 SOURCES: tuple[Source, ...] = ("mcp", "docker", "qms")
@@ -77,7 +80,7 @@ class LineMaker:
         self._seq += 1
         return self._seq
 
-    def mcp(self, ev: Any) -> StreamLine:
+    def mcp(self, ev: StreamEvent) -> StreamLine:
         """From :class:`core.mcp_stream.StreamEvent`."""
         agent = "panel"
         payload = ev.payload
@@ -97,29 +100,25 @@ class LineMaker:
             level = "warning"
         return StreamLine(self._next(), ev.time, "mcp", agent, f"{arrow} {ev.summary}", payload, level)
 
-    def docker(self, ev: Any) -> StreamLine:
+    def docker(self, ev: EngineEvent) -> StreamLine:
         """From a :mod:`core.engine_events` event (container event, engine lost, engine back)."""
-        kind = type(ev).__name__
-        payload = ev.model_dump(mode="json") if hasattr(ev, "model_dump") else ev
-        if kind == "EngineLost":
-            retry = f"; retry in {ev.retry_in:.0f} s" if getattr(ev, "retry_in", None) else ""
+        payload = ev.model_dump(mode="json")
+        if isinstance(ev, EngineLost):
+            retry = f"; retry in {ev.retry_in:.0f} s" if ev.retry_in else ""
             return StreamLine(self._next(), ev.time, "docker", "engine",
                               f"engine unreachable: {ev.reason}{retry}", payload, "error")
-        if kind == "EngineBack":
-            count = len(getattr(ev, "containers", ()) or ())
+        if isinstance(ev, EngineBack):
             return StreamLine(self._next(), ev.time, "docker", "engine",
-                              f"engine back: {count} container(s)", payload)
-        action = str(getattr(ev, "action", kind))
-        code = getattr(ev, "exit_code", None)
+                              f"engine back: {len(ev.containers)} container(s)", payload)
+        action, code = ev.action, ev.exit_code
         text = f"{action} {ev.name}" + (f" (exit {code})" if code is not None else "")
         level = "error" if action in ("die", "oom") else "warning" if action == "kill" else "info"
         return StreamLine(self._next(), ev.time, "docker", ev.agent or "—", text, payload, level)
 
-    def qms(self, ev: Any) -> StreamLine:
+    def qms(self, ev: ActivityEvent) -> StreamLine:
         """From :class:`core.qms_watch.ActivityEvent` (one audit-trail line)."""
-        payload = ev.model_dump(mode="json") if hasattr(ev, "model_dump") else ev
-        version = getattr(ev, "version", None)
-        text = f"{ev.event} {ev.doc_id}" + (f" v{version}" if version else "")
+        payload = ev.model_dump(mode="json")
+        text = f"{ev.event} {ev.doc_id}" + (f" v{ev.version}" if ev.version else "")
         return StreamLine(self._next(), ev.time, "qms", ev.user or "—", text, payload)
 
     def action(self, ev: ActionRecord | SkippedLine, when: datetime | None = None) -> StreamLine:

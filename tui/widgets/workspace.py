@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from rich.text import Text
 from textual.message import Message
 from textual.reactive import var
 from textual.widgets import DataTable
 
+from core.qms_state import CheckoutRow
 from core.safe_text import safe_line
-from tui.widgets.formats import plain, short, since
+from tui.formats import plain, short, since
 from tui.widgets.pane import Pane
 
 STATE_STYLE = {
@@ -32,11 +32,11 @@ STATE_HINT = {
 }
 
 
-def state_of(row: Any) -> str:
-    return str(getattr(row.state, "value", row.state))
+def state_of(row: CheckoutRow) -> str:
+    return str(row.state)
 
 
-def row_key(row: Any) -> str:
+def row_key(row: CheckoutRow) -> str:
     return f"{row.holder or '?'}/{row.doc_id}/{state_of(row) == 'unmanaged'}"
 
 
@@ -48,7 +48,7 @@ class WorkspacePane(Pane):
 
     NOTICE_LINES = 2
 
-    rows: var[list] = var(list)
+    rows: var[list[CheckoutRow]] = var(list)
     warnings: var[int] = var(0)  # files the scan could not read
     link_down: var[str] = var("")  # the link's reason while it is down
     scanned: var[bool] = var(False)
@@ -58,7 +58,7 @@ class WorkspacePane(Pane):
     class Selected(Message):
         """The cursor moved to another document (None: the table is empty)."""
 
-        row: Any | None
+        row: CheckoutRow | None
 
     def __init__(self, **kwargs) -> None:
         super().__init__("Workspace", **kwargs)
@@ -67,7 +67,7 @@ class WorkspacePane(Pane):
     watch_rows = watch_warnings = watch_link_down = watch_scanned = watch_now = Pane._schedule
 
     @property
-    def selected(self) -> Any | None:
+    def selected(self) -> CheckoutRow | None:
         key = self.table.selected_key
         return next((r for r in self.rows if row_key(r) == key), None)
 
@@ -85,7 +85,7 @@ class WorkspacePane(Pane):
             self._announced = key
             self.post_message(self.Selected(self.selected))
 
-    def _cells(self, row: Any) -> tuple:
+    def _cells(self, row: CheckoutRow) -> tuple:
         state = state_of(row)
         now = self.now
         status = " ".join(p for p in (row.status or "", f"v{row.version}" if row.version else "") if p)

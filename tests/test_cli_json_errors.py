@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -151,31 +149,6 @@ def test_devserver_port_out_of_range_is_a_usage_error(project, port):
     assert done.returncode == 2
     assert "is not a TCP port" in one_line(done.stderr)
     assert the_object(done.stdout)["exit"] == 2
-
-
-@pytest.fixture
-def silent_server():
-    """A TCP server that accepts every connection and never says a word (a stalled server)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                pass
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in accepted:
-        conn.close()
-    listener.close()
 
 
 @pytest.mark.parametrize("path", ["sse", "mcp"])

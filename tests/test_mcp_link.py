@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import socket
-import threading
 from contextlib import asynccontextmanager
 
 import anyio
@@ -243,37 +242,14 @@ async def test_nothing_listening_reports_connection_refused():
         await states.aclose()
 
 
-async def test_a_server_that_never_answers_times_out():
+async def test_a_server_that_never_answers_times_out(silent_server):
     """An edge case no real server shows on demand: TCP accepted, then silence."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        link = McpLink(f"http://127.0.0.1:{listener.getsockname()[1]}/sse", connect_timeout=0.5, backoff=(5, 5))
-        async with running(link, connect=False):
-            states = link.states()
-            down = await next_state(states, "down", timeout=10)
-            await states.aclose()
-        assert "within 0.5 s" in down.reason
-    finally:
-        stop.set()
-        thread.join()
-        for conn in accepted:
-            conn.close()
-        listener.close()
+    link = McpLink(f"http://127.0.0.1:{silent_server}/sse", connect_timeout=0.5, backoff=(5, 5))
+    async with running(link, connect=False):
+        states = link.states()
+        down = await next_state(states, "down", timeout=10)
+        await states.aclose()
+    assert "within 0.5 s" in down.reason
 
 
 async def test_sse_url_against_a_streamable_server_says_so(sample_project, devserver_factory):

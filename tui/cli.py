@@ -25,16 +25,8 @@ from types import ModuleType
 from typing import Callable
 
 from core.errors import QmsPanelError, UsageError
-from tui.cli_common import SETTING_FLAGS, print_json, setting_overrides, settings_from_args  # noqa: F401
-from tui.cli_output import (  # noqa: F401 - EXIT_OK and fail: shared with the commands through cli_common
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_USAGE,
-    fail,
-    report_error,
-    report_failure,
-    safe_output,
-)
+from tui.cli_common import SETTING_FLAGS, setting_overrides, settings_from_args
+from tui.cli_output import EXIT_FAILED, EXIT_USAGE, report_error, report_failure, safe_output
 from tui.library_logs import quiet_library_logs
 
 

@@ -10,7 +10,9 @@ A server's stderr goes to a file (``server.log_path``, ``server.log_text()``) fo
 
 from __future__ import annotations
 
+import socket
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,28 @@ def devserver_factory(tmp_path):
 @pytest.fixture
 def devserver(sample_project, devserver_factory) -> DevServer:
     return devserver_factory(sample_project)
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP server that accepts every connection and never says a word (a stalled server)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()

@@ -54,7 +54,7 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from pathlib import Path, PurePath
-from typing import Any, Iterable, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterable, Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, PrivateAttr
@@ -73,6 +73,9 @@ from core.qms_files import (
     read_entry,
     workspace_dir,
 )
+
+if TYPE_CHECKING:  # the scanner never loads docker: rows are only read
+    from core.containers import ContainerRow
 from core.settings import AGENT_ID_RE
 
 __all__ = ["AUDIT_DIR", "META_DIR", "USERS_DIR", "RowState", "ScanWarning", "WorkspaceFile", "InboxTask",
@@ -282,7 +285,7 @@ def scan(
     project_root: Path,
     *,
     agents: list[str] | None = None,
-    containers: Iterable[Any] | None = None,
+    containers: Iterable[ContainerRow] | None = None,
     stuck_after: timedelta,
     now: datetime | None = None,
 ) -> QmsSnapshot:
@@ -382,7 +385,7 @@ def rescan_paths(snapshot: QmsSnapshot, paths: Iterable[Path | str], *, now: dat
                      snapshot.running_agents, snapshot.stuck_after, now)
 
 
-def restate(snapshot: QmsSnapshot, containers: Iterable[Any] | None, *, now: datetime | None = None) -> QmsSnapshot:
+def restate(snapshot: QmsSnapshot, containers: Iterable[ContainerRow] | None, *, now: datetime | None = None) -> QmsSnapshot:
     """The same files, new states: for a new container list (None: unknown) or a later ``now``.
     No I/O."""
     return _snapshot(snapshot.project_root, snapshot._docs, snapshot._holds, snapshot.workspaces,
@@ -390,14 +393,11 @@ def restate(snapshot: QmsSnapshot, containers: Iterable[Any] | None, *, now: dat
                      running_agents(containers), snapshot.stuck_after, now)
 
 
-def running_agents(containers: Iterable[Any] | None) -> frozenset[str] | None:
-    """Agents with a running container, from rows with ``.agent`` and ``.state``."""
+def running_agents(containers: Iterable[ContainerRow] | None) -> frozenset[str] | None:
+    """Agents with a running container (None: not known)."""
     if containers is None:
         return None
-    return frozenset(
-        c.agent for c in containers
-        if getattr(c, "agent", None) and str(getattr(c.state, "value", c.state)).lower() == "running"
-    )
+    return frozenset(c.agent for c in containers if c.agent and c.state == "running")
 
 
 Area = Literal["meta", "audit", "workspace", "inbox"]

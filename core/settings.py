@@ -12,6 +12,7 @@ reason; the CLI turns it into exit code 2.
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import os
 import math
 import re
@@ -107,6 +108,22 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) as (host, port); the host an IP address or ``localhost``."""
+    host, sep, port = value.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host:
+        raise ValueError(f"{value!r} is not HOST:PORT, e.g. 172.17.0.1:8000")
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{value!r}: {host!r} is not an IP address (or localhost)") from None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r}: {port!r} is not a port (1-65535)")
+    return host, int(port)
+
+
 def check_http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -148,6 +165,20 @@ class Settings(BaseSettings):
                                    description="binding id -> key(s), e.g. {\"container.restart\" = \"ctrl+r\"}")
     state_dir: Path = Field(default_factory=default_state_dir,
                             description="qms-panel's own records (the action log); never inside QMS/")
+    # --- the gateway (``qms-panel gateway``): agents -> gateway -> the real QMS MCP server ---------
+    upstream_url: str = Field(default="http://127.0.0.1:8001/mcp",
+                              description="the real QMS MCP server the gateway forwards to (/sse or /mcp)")
+    gateway_listen: str = Field(default="", description="HOST:PORT the gateway serves agents on; empty: the "
+                                "engine's default bridge gateway address, port 8000")
+    gateway_allow_host: bool = Field(default=False, description="let loopback clients on the host use the gateway")
+    feed_listen: str = Field(default="127.0.0.1:8766",
+                             description="loopback HOST:PORT (or unix:PATH) of the gateway's live feed")
+    feed_token_file: Path | None = Field(default=None, description="the feed's token (0600); empty: "
+                                         "<state_dir>/gateway-feed.token")
+    telemetry: bool = Field(default=True, description="agents export Claude Code telemetry and hooks to the gateway")
+    telemetry_listen: str = Field(default="", description="HOST:PORT of the telemetry receiver; empty: the "
+                                  "gateway's address, port 4318")
+    telemetry_prompts: bool = Field(default=False, description="telemetry may carry the operator's prompt text")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
@@ -179,7 +210,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{agent!r} is not a valid agent id ([a-z0-9_-]+)")
         return list(dict.fromkeys(value))
 
-    @field_validator("mcp_url", "container_mcp_url")
+    @field_validator("mcp_url", "container_mcp_url", "upstream_url")
     @classmethod
     def _url(cls, value: str) -> str:
         return check_http_url(value)
@@ -231,6 +262,31 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return value.expanduser().resolve()
 
+    @field_validator("gateway_listen", "telemetry_listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value.strip():
+            parse_listen(value)
+        return value.strip()
+
+    @field_validator("feed_listen")
+    @classmethod
+    def _feed_listen(cls, value: str) -> str:
+        value = value.strip()
+        if value.startswith("unix:"):
+            if not os.path.isabs(value[5:]):
+                raise ValueError(f"{value!r}: a unix socket needs an absolute path, e.g. unix:/run/qms-panel.sock")
+            return value
+        host, _ = parse_listen(value)
+        if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(f"{value!r} is not a loopback address; the feed is for this host only")
+        return value
+
+    @field_validator("feed_token_file", mode="before")
+    @classmethod
+    def _feed_token_file(cls, value: Any) -> Any:
+        return None if value is None or (isinstance(value, str) and not value.strip()) else value
+
     @field_validator("stuck_after", "call_timeout", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
@@ -247,6 +303,10 @@ class Settings(BaseSettings):
 
     def container_name(self, agent: str) -> str:
         return f"{self.container_prefix}{agent}"
+
+    def feed_token_path(self) -> Path:
+        """Where the gateway keeps its feed token and readers find it."""
+        return (self.feed_token_file or self.state_dir / "gateway-feed.token").expanduser()
 
     def transport_for(self, url: str | None = None) -> Literal["sse", "streamable-http"]:
         """The transport to use: explicit, else from the URL path (``/mcp`` -> streamable HTTP)."""
@@ -284,7 +344,7 @@ def _read_toml(path: Path, explicit: bool) -> dict[str, Any]:
     except OSError as exc:
         raise SettingsError(f"{path}: cannot read ({exc.strerror or exc})") from None
     # Relative paths in the file are relative to the file, not to the working directory.
-    for key in ("project_root", "deploy_key", "state_dir"):
+    for key in ("project_root", "deploy_key", "state_dir", "feed_token_file"):
         if isinstance(data.get(key), str) and data[key] and not Path(data[key]).expanduser().is_absolute():
             data[key] = str((path.parent / data[key]).resolve())
     return data

@@ -29,6 +29,14 @@ SETTING_FLAGS: dict[str, str] = {
     "stuck_after": "a checkout idle this long is stale, e.g. 4h, 90m (default: 4h)",
     "state_dir": "qms-panel's own records, the action log (default: ~/.local/state/qms-panel)",
     "call_timeout": "how long one MCP call waits for its reply, e.g. 60, 30s, 2m (default: 60 s)",
+    "upstream_url": "the real QMS MCP server behind the gateway (default: http://127.0.0.1:8001/mcp)",
+    "gateway_listen": "HOST:PORT the gateway serves agents on (default: the bridge gateway address, port 8000)",
+    "gateway_allow_host": "true/false: let loopback clients on the host use the gateway (default: false)",
+    "feed_listen": "loopback HOST:PORT or unix:PATH of the gateway's live feed (default: 127.0.0.1:8766)",
+    "feed_token_file": "the feed's token file (default: <state_dir>/gateway-feed.token)",
+    "telemetry": "true/false: agents send Claude Code telemetry and hooks to the gateway (default: true)",
+    "telemetry_listen": "HOST:PORT of the telemetry receiver (default: the gateway's address, port 4318)",
+    "telemetry_prompts": "true/false: telemetry may carry prompt text (default: false)",
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -43,7 +44,8 @@ def assert_no_secret(*texts: str) -> None:
 
 def test_config_shows_the_urls_redacted(sample_project):
     flags = ["--project-root", str(sample_project), "--mcp-url", with_secrets("http://127.0.0.1:8000/sse"),
-             "--container-mcp-url", "http://u:pw-zzz@host.docker.internal:8000/mcp?api_key=key-xyz789"]
+             "--container-mcp-url", "http://u:pw-zzz@host.docker.internal:8000/mcp?api_key=key-xyz789",
+             "--upstream-url", with_secrets("http://127.0.0.1:8001/mcp")]
     text = qms_panel("config", *flags)
     as_json = qms_panel("config", "--json", *flags)
     assert text.returncode == as_json.returncode == 0, text.stderr + as_json.stderr
@@ -51,7 +53,8 @@ def test_config_shows_the_urls_redacted(sample_project):
     data = json.loads(as_json.stdout)
     assert data["mcp_url"] == "http://***@127.0.0.1:8000/sse?token=***&x=1#***"
     assert data["container_mcp_url"] == "http://***@host.docker.internal:8000/mcp?api_key=***"
-    assert "mcp_url            http://***@127.0.0.1:8000/sse?token=***&x=1#***" in text.stdout
+    assert data["upstream_url"] == "http://***@127.0.0.1:8001/mcp?token=***&x=1#***"
+    assert re.search(r"^mcp_url +http://\*\*\*@127\.0\.0\.1:8000/sse\?token=\*\*\*&x=1#\*\*\*$", text.stdout, re.M)
 
 
 def test_an_error_line_shows_the_url_redacted(sample_project):

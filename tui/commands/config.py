@@ -13,7 +13,7 @@ from tui.cli_common import print_json, settings_from_args
 NAME = "config"
 HELP = "show the effective settings and the access matrix they resolve to"
 
-URL_FIELDS = ("mcp_url", "container_mcp_url")
+URL_FIELDS = ("mcp_url", "container_mcp_url", "upstream_url")
 
 
 def add_arguments(parser) -> None:

@@ -53,6 +53,7 @@ from core.engine import (
 )
 from core.errors import (
     ContainerNotFound,
+    EngineError,
     ImageMissing,
     MountSourceMissing,
     NameConflict,
@@ -65,7 +66,7 @@ from core.settings import AGENT_ID_RE, Settings, check_agent_id
 
 __all__ = [
     "LABEL_MANAGED", "LABEL_AGENT", "LABEL_PROJECT_ROOT", "ContainerManager", "ContainerRow", "ContainerDetail",
-    "MountInfo", "ExecResult", "EngineInfo", "ContainerFacts", "ContainerNotRunning", "status_line",
+    "MountInfo", "ExecResult", "EngineInfo", "PeerContainer", "ContainerFacts", "ContainerNotRunning", "status_line",
 ]
 
 LABEL_MANAGED = "qms-panel.managed"
@@ -145,6 +146,19 @@ class ExecResult(BaseModel):
     exit_code: int | None
     output: str
     timed_out: bool = False
+
+
+class PeerContainer(BaseModel):
+    """A running container as the gateway sees a peer: its addresses on the engine's networks and
+    whose it is. ``ours``: made by qms-panel for this project root (then ``agent`` is its label)."""
+
+    id: str
+    name: str
+    ours: bool
+    agent: str | None = None  # the agent label of one of ours
+    owner_root: str | None = None  # another qms-panel project's root; "" managed with no root
+    created: int = 0  # the engine's creation time (seconds), to tell which of two came first
+    addresses: list[str] = []
 
 
 class EngineInfo(BaseModel):
@@ -506,6 +520,38 @@ class ContainerManager:
                     row.owner_root = self._owner_root(labels)
                     rows.append(row)
         return sorted(rows, key=lambda r: (not r.managed, r.name))
+
+    def peers(self) -> list[PeerContainer]:
+        """Every running container on the engine with its IP addresses (one list call): the
+        gateway's view of who a peer address is."""
+        with engine_errors(self.endpoint):
+            summaries = self.client.api.containers(filters={"status": "running"})
+        peers = []
+        for s in summaries:
+            labels = s.get("Labels") or {}
+            networks = ((s.get("NetworkSettings") or {}).get("Networks") or {}).values()
+            addresses = [a for n in networks for a in (n.get("IPAddress"), n.get("GlobalIPv6Address")) if a]
+            name = ((s.get("Names") or ["?"])[0]).lstrip("/")
+            ours = self.is_ours(labels)
+            peers.append(PeerContainer(id=s["Id"], name=name, ours=ours, agent=labels.get(LABEL_AGENT) if ours else None,
+                                       owner_root=self._owner_root(labels), created=int(s.get("Created") or 0),
+                                       addresses=addresses))
+        return peers
+
+    def bridge_gateway(self) -> str:
+        """The host's address on the engine's default bridge network (where containers reach
+        ``host.docker.internal``): the network's IPAM gateway, else the first host of its subnet
+        (what the engine assigns to the bridge when no gateway is configured)."""
+        import ipaddress
+
+        with engine_errors(self.endpoint):
+            attrs = self.client.api.inspect_network("bridge")
+        for config in (attrs.get("IPAM") or {}).get("Config") or []:
+            if config.get("Gateway"):
+                return str(config["Gateway"]).split("/")[0]
+            if config.get("Subnet") and ":" not in config["Subnet"]:
+                return str(next(ipaddress.ip_network(config["Subnet"], strict=False).hosts()))
+        raise EngineError("the engine's bridge network has no IPv4 subnet; set gateway_listen")
 
     def mounts_project(self, mounts: Iterable[dict]) -> bool:
         """True if any bind mount's source is the project root or inside it."""

@@ -143,6 +143,18 @@ class FeedEnded(QmsPanelError):
     title = "Live feed ended"
 
 
+class GatewayError(QmsPanelError):
+    """The agent gateway could not start or serve (bind failed, bad feed token file)."""
+
+    title = "Gateway failed"
+
+
+class FeedDown(QmsPanelError):
+    """The gateway's live feed cannot be read: nothing listens there, the token is missing or refused."""
+
+    title = "Gateway feed down"
+
+
 class ProjectError(QmsPanelError):
     title = "Bad project"
 

@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 pytest_plugins = [
     "support.docker_env",
     "support.devserver",
+    "support.gateway",
     "support.agent_image",
 ]
 

@@ -121,6 +121,37 @@ _adapter: TypeAdapter[Any] = TypeAdapter(FeedEvent)
 KINDS = frozenset({"mcp", "peer", "gateway", "activity", "gap"})
 
 
+def who_name(who: Who) -> str:
+    """The agent, else what the peer is (a host client, or the address of a refused one)."""
+    return who.agent or (f"host {who.peer}" if who.host else who.peer)
+
+
+def event_line(event: McpEvent | PeerEvent | GatewayState | ActivityEvent | FeedGap) -> str:
+    """One line for a person, the agent first (``claude qms_checkout CR-043 -> ok 41 ms``). Not yet
+    safe for a terminal: the caller shows it through :mod:`core.safe_text`."""
+    if isinstance(event, McpEvent):
+        what = event.tool or event.method or "message"
+        if event.doc_id:
+            what += f" {event.doc_id}"
+        if event.direction == "in":
+            return f"{who_name(event.who)} {what} ->"
+        latency = f" {event.latency_ms:.0f} ms" if event.latency_ms is not None else ""
+        tail = f": {event.reason or event.result}" if event.outcome not in (None, "ok") else ""
+        return f"{who_name(event.who)} {what} -> {event.outcome or 'message'}{latency}{tail}"
+    if isinstance(event, PeerEvent):
+        how = f" over {event.transport}" if event.transport else ""
+        tail = f": {event.reason}" if event.reason else ""
+        return f"{who_name(event.who)} {event.state}{how}{tail}"
+    if isinstance(event, GatewayState):
+        why = f" ({event.upstream_reason})" if event.upstream_reason else ""
+        agents = ", ".join(event.agents) or "none"
+        return f"gateway on {event.listen}: upstream {event.upstream} {event.upstream_state}{why}; agents: {agents}"
+    if isinstance(event, ActivityEvent):
+        return f"{who_name(event.who)} {event.name}{': ' + event.summary if event.summary else ''}"
+    missed = f"missed {event.missed} events" if event.missed is not None else "missed events"
+    return f"{missed}: {event.reason}"
+
+
 def parse_event(data: str | bytes | dict) -> McpEvent | PeerEvent | GatewayState | ActivityEvent | FeedGap | None:
     """One event from its JSON (text or already decoded); None for a kind this reader does not know.
     Raises ``ValueError`` (pydantic's ValidationError) for a known kind that does not validate."""
@@ -133,5 +164,5 @@ def parse_event(data: str | bytes | dict) -> McpEvent | PeerEvent | GatewayState
     return _adapter.validate_python(data)
 
 
-__all__ = ["Outcome", "Who", "McpEvent", "PeerEvent", "GatewayState", "ActivityEvent", "FeedGap", "FeedEvent",
+__all__ = ["who_name", "event_line", "Outcome", "Who", "McpEvent", "PeerEvent", "GatewayState", "ActivityEvent", "FeedGap", "FeedEvent",
            "parse_event", "ValidationError"]

@@ -119,13 +119,13 @@ class Relay:
         return upstream
 
     async def _deadline(self, request_id: Any, pending: _Pending) -> None:
-        with pending.timer:
+        with pending.timer:  # cancelled when the reply comes
             await anyio.sleep(self.gateway.call_timeout)
-            if self.pending.get(request_id) is pending:
-                reason = f"no answer within {self.gateway.call_timeout:g} s"
-                self.gateway.upstream_changed(False, f"the server did not answer a call within "
-                                                     f"{self.gateway.call_timeout:g} s")
-                await self._reply(down_error(request_id, self.gateway.upstream_url, reason))
+        if not pending.timer.cancel_called and self.pending.get(request_id) is pending:
+            reason = f"no answer within {self.gateway.call_timeout:g} s"
+            self.gateway.upstream_changed(False, f"the server did not answer a call within "
+                                                 f"{self.gateway.call_timeout:g} s")
+            await self._reply(down_error(request_id, self.gateway.upstream_url, reason))
 
     # --- server -> agent ---------------------------------------------------------------------
 

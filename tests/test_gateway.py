@@ -249,3 +249,40 @@ def test_gateway_cannot_bind_says_one_line(sample_project, gateway_factory):
         busy.close()
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "cannot listen on 127.0.0.1:" in done.stderr
+
+
+SSE_CLIENT = """
+import asyncio, sys
+from mcp import ClientSession
+from mcp.client.sse import sse_client
+
+async def main(url):
+    async with sse_client(url) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            mine = await session.call_tool("qms_workspace", {"user": "claude"})
+            other = await session.call_tool("qms_workspace", {"user": "qa"})
+            print("MINE", mine.content[0].text.splitlines()[0])
+            print("OTHER", other.isError, other.content[0].text)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("upstream", UPSTREAMS)
+def test_an_sse_agent_in_a_containers_network_namespace(sample_project, devserver_factory, gateway_factory,
+                                                        claude_container, docker_client, upstream):
+    """The MCP SDK's own SSE client, run in the container's network namespace (nsenter: its peer
+    address is the container's, so the gateway binds it to the container's agent; the busybox image
+    has no SSE client, and an SDK client is what Claude Code's transport speaks)."""
+    server = devserver_factory(sample_project, transport=upstream)
+    gw = gateway_factory(sample_project, server.url)
+    manager, row = claude_container
+    pid = docker_client.api.inspect_container(row.id)["State"]["Pid"]
+    done = subprocess.run(["nsenter", "-t", str(pid), "-n", sys.executable, "-c", SSE_CLIENT, f"http://{gw.listen}/sse"],
+                          capture_output=True, text=True, timeout=60)
+    assert "MINE Workspace for claude:" in done.stdout, done.stdout + done.stderr
+    assert "OTHER True IDENTITY MISMATCH:" in done.stdout
+    assert not server_saw(server, "qa")
+    peers = [e for e in gw.events() if e.get("kind") == "peer" and e["state"] == "connected"]
+    assert peers and peers[0]["who"]["container"] == row.name and peers[0]["transport"] == "sse"

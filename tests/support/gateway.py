@@ -52,6 +52,10 @@ class GatewayProcess:
         self.output = Path(tempfile.mkstemp(prefix="qms-gateway-", suffix=".out")[1])
 
     @property
+    def listen_host(self) -> str:
+        return self.listen.rsplit(":", 1)[0]
+
+    @property
     def port(self) -> int:
         return int(self.listen.rsplit(":", 1)[1])
 

@@ -4,8 +4,9 @@
 subcommands, the tests and the screenshot script all take a :class:`Services`. Nothing above
 ``core`` constructs a Docker client or an MCP session: it asks the bundle.
 
-Live state lives in the two boards, :attr:`Services.container_board` (containers, the engine,
-the agent image) and :attr:`Services.qms_board` (the QMS files); the panel follows them and the
+Live state lives in the boards, :attr:`Services.container_board` (containers, the engine,
+the agent image), :attr:`Services.qms_board` (the QMS files) and :attr:`Services.calls_board` (the
+agents' calls, from the gateway's feed); the panel follows them and the
 one-shot commands ``settle()`` them, so both read the state the same way.
 
 The bundle's methods are thin: they bind the settings and the clock to the core functions
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from core.access_audit import AuditReport, ContainerAudit
     from core.container_board import ContainerBoard
     from core.containers import ContainerManager, ContainerRow
+    from core.gateway.calls_board import CallsBoard
     from core.doctor import DoctorReport
     from core.mcp_link import McpLink
     from core.mcp_stream import McpStream
@@ -47,6 +49,7 @@ class Services:
     containers: ContainerManager
     container_board: ContainerBoard
     qms_board: QmsBoard
+    calls_board: CallsBoard
     link: McpLink
     stream: McpStream
     ops: QmsOps
@@ -99,6 +102,8 @@ def build_services(settings: Settings, *, now: Callable[[], datetime] | None = N
     from core.container_board import ContainerBoard
     from core.containers import ContainerManager
     from core.engine_events import EngineEvents
+    from core.gateway.calls_board import CallsBoard
+    from core.gateway.feed_client import FeedClient
     from core.mcp_link import McpLink
     from core.mcp_stream import McpStream
     from core.qms_board import QmsBoard
@@ -117,6 +122,7 @@ def build_services(settings: Settings, *, now: Callable[[], datetime] | None = N
         container_board=ContainerBoard(manager, EngineEvents(manager), image=settings.image),
         qms_board=QmsBoard(root, list(settings.agents), stuck_after=settings.stuck_after, now=clock,
                            watcher_factory=lambda: QmsWatcher(root)),
+        calls_board=CallsBoard(lambda: FeedClient.for_settings(settings), now=clock),
         link=link,
         stream=stream,
         ops=QmsOps(link, root),

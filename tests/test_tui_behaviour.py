@@ -186,7 +186,7 @@ async def test_slash_and_space_drive_the_stream_from_anywhere():
         assert app.main.stream.paused
         await pilot.press("space")
         assert not app.main.stream.paused
-        await pilot.press("slash", "C", "H", "E", "C", "K", "I", "N")
+        await pilot.press("slash", "C", "H", "E", "C", "K", "I", "N", "space", "C", "R", "-", "0", "4", "0")
         assert [ln.summary for ln in app.main.stream.view.lines()] == ["CHECKIN CR-040 v0.2"]
 
 
@@ -353,3 +353,25 @@ async def test_keymap_setting_remaps_a_binding_everywhere():
     assert "ctrl+r" in [str(c) for c in help_table({"container.restart": "ctrl+r"}).columns[0].cells]
     with pytest.raises(SettingsError, match="unknown binding id 'container.reboot'"):
         check_keymap({"container.reboot": "x"})
+
+
+async def test_agents_calls_heartbeats_and_the_live_columns():
+    """The gateway's calls are their own source (1), the panel's link heartbeats are hidden until
+    5 shows them; a failing agent's row is amber; a document its holder works on is active."""
+    app = scenes.app()
+    async with app.run_test(size=scenes.SIZE) as pilot:
+        await scenes.settle(pilot)
+        lines = app.main.stream.view.lines()
+        agents = [f"{ln.agent} {ln.summary}" for ln in lines if ln.source == "agents"]
+        assert "claude qms_checkout CR-041 -> ok 41 ms" in agents
+        assert not any(ln.source == "beat" for ln in lines)
+        app.main.stream.focus()
+        await pilot.press("5")
+        assert any(ln.source == "beat" and "ping" in ln.summary for ln in app.main.stream.view.lines())
+        tu_ui = app.main.gateway.agents["tu_ui"]
+        assert tu_ui.failing and tu_ui.failures_last_10m == 2
+        cells = app.main.containers_pane._cells("tu_ui", None)
+        assert cells[0].plain == "⚠ tu_ui" and "yellow" in str(cells[0].style)
+        rows = {r.doc_id: r for r in app.main.checkouts}
+        assert app.main.workspace._shown_state(rows["CR-041"]) == "active"
+        assert app.main.workspace._shown_state(rows["CR-043"]) == "stale"

@@ -344,3 +344,39 @@ async def test_the_workspace_pane_follows_a_checkout_after_its_watcher_failed_on
         await until(pilot, lambda: any(r.doc_id == "CR-002" and r.holder == "claude" for r in app.main.checkouts),
                     "CR-002 in the workspace pane")
         assert len(made) == 2  # the second watcher followed the new folder itself
+
+
+async def test_an_agents_call_through_the_gateway_is_in_the_stream_and_its_row(sample_project, devserver_factory,
+                                                                               gateway_factory, docker_client,
+                                                                               test_image, unique_prefix):
+    """A call made inside a real container, through a real gateway, reaches the panel over the
+    gateway's feed: one stream line with the agent first, the agent's live columns, and the
+    refusal of a call as another agent."""
+    from support.gateway import call_body, container_post
+
+    server = devserver_factory(sample_project, transport="streamable-http")
+    gw = gateway_factory(sample_project, server.url)
+    settings = Settings(project_root=sample_project, agents=["claude"], image=test_image, mcp_url=server.url,
+                        container_prefix=unique_prefix, feed_listen=gw.feed_listen, state_dir=gw.state_dir)
+    manager = ContainerManager(settings, client=docker_client, extra_labels=LABELS)
+    row = manager.launch("claude", command=["sleep", "3600"])
+    services = build_services(settings, extra_labels=LABELS)
+    try:
+        app = make_app(settings, services)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await until(pilot, lambda: app.main.gateway.state is not None, "the gateway's state over its feed")
+            await asyncio.to_thread(container_post, manager, row.name, gw.port,
+                                    call_body("qms_status", doc_id="CR-001", user="claude"))
+            await until(pilot, lambda: "claude qms_status CR-001 -> ok" in " ".join(stream_text(app, "agents")),
+                        "the call in the stream")
+            calls = app.main.gateway.agents["claude"]
+            assert calls.last_tool == "qms_status" and calls.calls_last_minute == 1 and not calls.failing
+            await asyncio.to_thread(container_post, manager, row.name, gw.port, call_body("qms_inbox", 2, user="qa"))
+            await until(pilot, lambda: app.main.gateway.agents["claude"].failing, "the refused call on the row")
+            lines = stream_text(app, "agents")
+            assert any(line.startswith("claude qms_inbox -> identity") for line in lines), lines
+            assert "gateway feed" not in app.main.feeds_down
+    finally:
+        services.close()
+        manager.remove("claude", remove_volume=True)

@@ -23,6 +23,7 @@ from textual.worker import Worker, WorkerState
 
 from core.container_board import ContainerUpdate
 from core.engine_events import ContainerEvent, EngineBack
+from core.gateway.calls_board import CallsUpdate
 from core.mcp_link import LinkState
 from core.mcp_stream import StreamEvent
 from core.notice import Notice
@@ -91,6 +92,7 @@ class QmsPanel(App[int]):
             Feed.task("MCP link", services.link.run),
             Feed("MCP link state", services.link.states, self._link),
             Feed("MCP stream", self._mcp_events, lambda ev: self.main.stream.push(self.lines.mcp(ev))),
+            Feed("gateway feed", services.calls_board.follow, self._calls),
             Feed("action log", services.actions.follow,
                  lambda rec: self.main.stream.push(self.lines.action(rec, self.clock()))),
             Feed.task("doctor", self.checks.doctor_loop),
@@ -103,6 +105,8 @@ class QmsPanel(App[int]):
         self._ticks += 1
         if self._ticks % RETIME_EVERY == 0:
             self.services.qms_board.retime()
+        if self._ticks % 5 == 0:  # calls per minute and ages move with the clock
+            self.main.gateway = self.services.calls_board.view(self.clock())
 
     # --- what the feeds deliver ---
 
@@ -133,6 +137,12 @@ class QmsPanel(App[int]):
                 main.stream.push(self.lines.note(self.clock(), "qms", "—", f"unreadable {item.path}: {item.reason}",
                                                  "warning"))
         self._dropped("qms", "audit line(s) and warning(s)", update.dropped)
+
+    def _calls(self, update: CallsUpdate) -> None:
+        self.main.gateway = update.view
+        line = self.lines.gateway(update.event)
+        if line is not None:
+            self.main.stream.push(line)
 
     def _dropped(self, source: Source, what: str, count: int) -> None:
         if count:

@@ -18,6 +18,7 @@ from core.action_log import ActionRecord, ActionTicket, SkippedLine
 from core.container_board import ContainersView, ContainerUpdate
 from core.containers import ContainerRow
 from core.doctor import DoctorReport
+from core.gateway.calls_board import CallsUpdate, GatewayView
 from core.layout import AgentLayout
 from core.mcp_link import LinkState
 from core.mcp_stream import StreamEvent
@@ -49,6 +50,14 @@ class QmsBoardSeam(Protocol):
     def set_containers(self, rows: list[ContainerRow] | None) -> None: ...
 
     def retime(self) -> None: ...
+
+
+class CallsBoardSeam(Protocol):
+    """The agents' calls through the gateway (``core.gateway.calls_board.CallsBoard``)."""
+
+    def view(self, now: datetime | None = None) -> GatewayView: ...
+
+    def follow(self) -> AsyncIterator[CallsUpdate]: ...
 
 
 class ContainersSeam(Protocol):
@@ -120,6 +129,7 @@ class PanelServices(Protocol):
     containers: ContainersSeam
     container_board: ContainerBoardSeam
     qms_board: QmsBoardSeam
+    calls_board: CallsBoardSeam
     link: LinkSeam
     stream: StreamSeam
     ops: OpsSeam

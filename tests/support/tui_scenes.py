@@ -35,6 +35,8 @@ from core.container_board import ContainersView, ContainerUpdate, EngineView
 from core.containers import ContainerRow
 from core.doctor import DoctorReport, ProbeResult
 from core.engine_events import ContainerEvent, EngineBack, EngineLost
+from core.gateway.calls_board import CallsBoard
+from core.gateway.events import GatewayState, McpEvent, PeerEvent, Who
 from core.layout import Access
 from core.mcp_link import LinkState
 from core.mcp_stream import StreamEvent
@@ -236,6 +238,44 @@ def activity() -> list[ActivityEvent]:
     return [act(1499, "claude", "CHECKOUT", "CR-041", "0.1"), act(120, "claude", "CHECKIN", "CR-040", "0.2")]
 
 
+def gateway_events() -> list[Any]:
+    """The agents' calls through the gateway, as its feed says them."""
+    def who(agent: str) -> Who:
+        return Who(peer=f"172.17.0.{2 + AGENTS.index(agent)}", agent=agent, container=f"qms-agent-{agent}")
+
+    def call(secs: float, agent: str, tool: str, doc: str | None, outcome: str, ms: float, result: str,
+             reason: str = "") -> McpEvent:
+        return McpEvent(time=ago(seconds=secs), who=who(agent), transport="sse", session="5f0c", direction="out",
+                        method="tools/call", tool=tool, doc_id=doc, outcome=outcome, latency_ms=ms, result=result,
+                        reason=reason, arguments={"user": agent, **({"doc_id": doc} if doc else {})})
+
+    state = GatewayState(time=ago(minutes=50), listen="172.17.0.1:8000", upstream="http://127.0.0.1:8001/mcp",
+                         upstream_state="up", agents=["claude", "lead", "tu_ui"], started=ago(minutes=50))
+    return [
+        state,
+        PeerEvent(time=ago(minutes=49), who=who("claude"), state="connected", transport="sse"),
+        call(1500, "claude", "qms_checkout", "CR-041", "ok", 41.2, "Checked out: CR-041"),
+        call(600, "lead", "qms_inbox", None, "ok", 12.0, "Inbox is empty"),
+        call(95, "tu_ui", "qms_checkin", "CR-038", "error", 30.4, "Permission Denied: 'checkin' command",
+             "Permission Denied: 'checkin' command / You (tu_ui) are not the responsible user"),
+        call(70, "tu_ui", "qms_status", "CR-038", "identity", 0.4, "IDENTITY MISMATCH: called as user='lead'",
+             "called as user='lead' from agent tu_ui's container"),
+        call(40, "claude", "qms_read", "CR-041", "ok", 18.3, "---"),
+        call(12, "claude", "qms_workspace", None, "ok", 9.8, "Workspace for claude:"),
+    ]
+
+
+class FakeFeedClient:
+    """The gateway's feed, played from the scene's timeline."""
+
+    def __init__(self, timeline: "Timeline") -> None:
+        self.timeline = timeline
+
+    async def events(self, *, from_start: bool = False):
+        async for item in self.timeline.play("gateway"):
+            yield item
+
+
 LOG_LINES = [
     "agent claude starting (HOME=/, QMS_USER=claude)",
     "MCP config: /.mcp.json -> http://host.docker.internal:8000/sse",
@@ -418,6 +458,7 @@ class SceneServices:
     containers: FakeContainers
     container_board: FakeContainerBoard
     qms_board: FakeQmsBoard
+    calls_board: CallsBoard
     link: FakeLink
     stream: FakeStream
     ops: FakeOps
@@ -459,6 +500,7 @@ def services(*, engine: bool = True, link_lost: bool = False) -> SceneServices:
     entries += [(state.since, "link", state) for state in states]
     entries += [(ev.time, "mcp", ev) for ev in mcp_events() if not (link_lost and ev.time > link_down().since)]
     entries += [(ev.time, "qms", ev) for ev in activity()]
+    entries += [(ev.time, "gateway", ev) for ev in gateway_events()]
     timeline = Timeline(entries)
     return SceneServices(
         settings=settings(),
@@ -466,6 +508,7 @@ def services(*, engine: bool = True, link_lost: bool = False) -> SceneServices:
         containers=FakeContainers(rows),
         container_board=FakeContainerBoard(timeline),
         qms_board=FakeQmsBoard(timeline, snapshot()),
+        calls_board=CallsBoard(lambda: FakeFeedClient(timeline), now=lambda: NOW),
         link=FakeLink(timeline),
         stream=FakeStream(timeline),
         ops=FakeOps(),

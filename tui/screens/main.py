@@ -21,6 +21,7 @@ from core.container_board import EngineView
 from core.containers import ContainerRow
 from core.doctor import ProbeResult
 from core.errors import QmsPanelError
+from core.gateway.calls_board import GatewayView
 from core.mcp_link import LinkState
 from core.qms_ops import check_doc_id
 from core.qms_state import CheckoutRow
@@ -60,16 +61,17 @@ class MainScreen(Screen[None]):
     now: var[datetime | None] = var(None)
     project_root: var[str] = var("")
     selected_agent: var[str | None] = var(None)
+    gateway: var[GatewayView] = var(GatewayView)  # the agents' calls, from the gateway's feed
 
     def compose(self) -> ComposeResult:
         S = MainScreen
-        yield StatusBar().data_bind(S.link, S.engine, S.feeds_down, S.high_drift, S.now, S.project_root)
+        yield StatusBar().data_bind(S.link, S.engine, S.feeds_down, S.high_drift, S.now, S.project_root, S.gateway)
         with Horizontal(id="top"):
             yield ContainersPane(id="containers").data_bind(
-                S.agents, S.probes, S.inbox, S.busy, S.engine, S.now, rows=S.containers)
+                S.agents, S.probes, S.inbox, S.busy, S.engine, S.now, S.gateway, rows=S.containers)
             yield MatrixPane(id="matrix").data_bind(S.auditing, S.audited_at, S.engine)
         yield WorkspacePane(id="workspace").data_bind(
-            S.link_down, S.scanned, S.now, rows=S.checkouts, warnings=S.scan_warnings)
+            S.link_down, S.scanned, S.now, S.gateway, rows=S.checkouts, warnings=S.scan_warnings)
         yield StreamPane(id="stream")
         yield Footer()
 
@@ -283,6 +285,10 @@ class MainScreen(Screen[None]):
 
     def action_filter(self) -> None:
         self.stream.start_filter()
+
+    def action_toggle_source(self, source: str) -> None:
+        """Show or hide a source of the live stream, from any pane."""
+        self.stream.toggle_source(source)  # type: ignore[arg-type]
 
     def action_pause(self) -> None:
         self.stream.toggle_pause()

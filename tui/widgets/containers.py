@@ -13,6 +13,7 @@ from textual.widgets import DataTable
 from core.container_board import EngineView
 from core.containers import ContainerRow
 from core.doctor import ProbeResult
+from core.gateway.calls_board import AgentCalls, GatewayView
 from tui.formats import age, plain
 from tui.widgets.pane import Pane
 
@@ -53,10 +54,27 @@ def mcp_cell(row: ContainerRow | None, probe: ProbeResult | None) -> Text:
     return plain(f"✗ {probe.failure or 'unreachable'}", "bold red")  # what the container said, all of it
 
 
+def calls_cells(calls: AgentCalls | None, now: datetime | None) -> tuple[Text, Text]:
+    """Last call (tool, age), then calls in the last minute and failures (errors, refusals) in the
+    last ten minutes (``3/m 2✗``); amber while the agent's calls fail."""
+    if calls is None or calls.last_at is None:
+        return Text("—", style="dim"), Text("—", style="dim")
+    tool = (calls.last_tool or "?").removeprefix("qms_")
+    style = "bold yellow" if calls.failing else ""
+    last = plain(tool, style)
+    if now:
+        last.append(f" {age(now - calls.last_at)}", style="dim")
+    counts = Text(f"{calls.calls_last_minute}/m")
+    if calls.failures_last_10m:
+        counts.append(f" {calls.failures_last_10m}✗", style="bold yellow")
+    return last, counts
+
+
 class ContainersPane(Pane):
     """Rows are :class:`core.containers.ContainerRow`; agents with no container show as not created."""
 
-    COLUMNS = (("AGENT", 10), ("STATE", 12), ("UP", 6), ("RST", 3), ("MCP", 10), ("INBOX", 5), ("MANAGED", 7))
+    COLUMNS = (("AGENT", 9), ("STATE", 11), ("UP", 5), ("RST", 3), ("MCP", 8), ("LAST CALL", 14), ("CALLS", 7),
+               ("INBOX", 5), ("OURS", 4))
 
     rows: var[list[ContainerRow]] = var(list)
     agents: var[list[str]] = var(list)  # configured agent ids (shown even without a container)
@@ -65,6 +83,7 @@ class ContainersPane(Pane):
     busy: var[dict[str, str]] = var(dict)  # agent -> what is in progress ("restarting")
     engine: var[EngineView] = var(EngineView)  # the engine, and whether it has the agent image
     now: var[datetime | None] = var(None)
+    gateway: var[GatewayView] = var(GatewayView)  # the agents' calls through the gateway
 
     @dataclass
     class Selected(Message):
@@ -77,7 +96,7 @@ class ContainersPane(Pane):
         self._announced: str | None = None
 
     watch_rows = watch_agents = watch_probes = watch_inbox = watch_busy = Pane._schedule
-    watch_engine = watch_now = Pane._schedule
+    watch_engine = watch_now = watch_gateway = Pane._schedule
 
     @property
     def selected_agent(self) -> str | None:
@@ -108,12 +127,16 @@ class ContainersPane(Pane):
         uptime = age(self.now - row.started_at) if running and row.started_at and self.now else "—"
         managed = "—" if row is None else ("yes" if row.managed else Text("no", style="bold yellow"))
         inbox = self.inbox.get(agent)
+        calls = self.gateway.agents.get(agent)
+        failing = calls is not None and calls.failing
+        name_style = "bold yellow" if failing else "bold" if row is not None else "dim"
         return (
-            Text(agent, style="bold" if row is not None else "dim"),
+            Text(("⚠ " if failing else "") + agent, style=name_style),
             state_cell(row, busy, self.engine.up),
             uptime,
             str(row.restart_count) if row is not None else "—",
             mcp_cell(row, self.probes.get(agent)),
+            *calls_cells(calls, self.now),
             str(inbox) if inbox else ("0" if inbox == 0 else "—"),
             managed,
         )

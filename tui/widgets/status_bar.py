@@ -9,6 +9,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from core.container_board import EngineView
+from core.gateway.calls_board import GatewayView
 from core.mcp_link import LinkState
 from tui.formats import clock_time, short
 
@@ -40,6 +41,18 @@ def engine_text(engine: EngineView) -> Text:
     return Text("● checking", style="dim")
 
 
+def gateway_text(gateway: GatewayView, feed_down: bool) -> Text:
+    """``● up 172.17.0.1:8000 → upstream up · 3 agents`` from the gateway's feed."""
+    state = gateway.state
+    if feed_down or state is None:
+        return Text("● not running" if state is None else "● feed down", style="dim" if state is None else "bold red")
+    colour = {"up": "green", "down": "red"}.get(state.upstream_state, "yellow")
+    agents = len(state.agents)
+    return Text.assemble(("● ", f"bold {colour}"), (short(state.listen, 40), ""), (" → ", "dim"),
+                         (short(state.upstream, 60), ""), (f" {state.upstream_state}", f"bold {colour}"),
+                         (f" · {agents} agent{'s' if agents != 1 else ''}", "dim"))
+
+
 class StatusBar(Widget):
     """One line at the top: ``qms-panel │ MCP … │ Docker … │ [feeds down │] root``."""
 
@@ -58,6 +71,7 @@ class StatusBar(Widget):
     feeds_down: reactive[tuple[str, ...]] = reactive(tuple)  # names of the live feeds that are down
     high_drift: reactive[tuple[str, ...]] = reactive(tuple)  # containers with a high-severity audit finding
     project_root: reactive[str] = reactive("")
+    gateway: reactive[GatewayView] = reactive(GatewayView)
     now: reactive[datetime | None] = reactive(None)
 
     def render(self) -> Text:
@@ -67,9 +81,11 @@ class StatusBar(Widget):
             ("qms-panel", "bold"), sep,
             ("MCP ", "bold"), link_text(self.link), sep,
             ("Docker ", "bold"), engine_text(self.engine), sep,
+            ("Gateway ", "bold"), gateway_text(self.gateway, "gateway feed" in self.feeds_down), sep,
         )
-        if self.feeds_down:
-            line.append_text(Text.assemble((f"⚠ down: {', '.join(self.feeds_down)}", "bold red"), sep))
+        down = [name for name in self.feeds_down if name != "gateway feed"]  # said in the gateway's part
+        if down:
+            line.append_text(Text.assemble((f"⚠ down: {', '.join(down)}", "bold red"), sep))
         if self.high_drift:
             names = ", ".join(short(name, 40) for name in self.high_drift)
             line.append_text(Text.assemble((f"⚠ HIGH drift: {names}", "bold white on red"), sep))

@@ -32,14 +32,16 @@ from textual.widgets import Input, Static
 from core.action_log import ActionRecord, SkippedLine
 from core.safe_text import safe_line
 from core.engine_events import EngineBack, EngineEvent, EngineLost
+from core.gateway.events import FeedGap, GatewayState, McpEvent, PeerEvent, event_line, who_name
 from core.mcp_stream import StreamEvent
 from core.qms_watch import ActivityEvent
 from tui.actions import bindings
 from tui.formats import clock_time, short
 
-Source = Literal["mcp", "docker", "qms", "ops"]
-SOURCES: tuple[Source, ...] = ("mcp", "docker", "qms")
+Source = Literal["agents", "mcp", "docker", "qms", "ops", "beat"]
+SOURCES: tuple[Source, ...] = ("agents", "mcp", "docker", "qms", "beat")  # the toggle keys 1..5, in order
 OPS: Source = "ops"  # the operator's actions, from the action log (shown; no toggle key yet)
+HIDDEN: frozenset[str] = frozenset({"beat"})  # the panel's own link heartbeats: shown with their key
 DEFAULT_MAXLEN = 5000
 FLUSHES_PER_SECOND = 20
 
@@ -93,12 +95,32 @@ class LineMaker:
                     self._request_agent.pop(next(iter(self._request_agent)))
         elif ev.kind in ("response", "error") and ev.id is not None:
             agent = self._request_agent.pop(ev.id, agent)
+        elif ev.kind == "request" and ev.method == "ping":
+            self._request_agent[ev.id] = "beat"
         arrow = "→" if ev.direction == "out" else "←"
         level = ("error" if ev.kind in ("error", "http-error", "transport-error")
                  else "quiet" if ev.kind.startswith("sse-") else "info")
         if isinstance(payload, dict) and (payload.get("result") or {}).get("isError"):
             level = "warning"
-        return StreamLine(self._next(), ev.time, "mcp", agent, f"{arrow} {ev.summary}", payload, level)
+        beat = agent == "beat" or ev.method == "ping" or ev.kind.startswith("sse-")
+        return StreamLine(self._next(), ev.time, "beat" if beat else "mcp", "panel" if beat else agent,
+                          f"{arrow} {ev.summary}", payload, level)
+
+    def gateway(self, ev: McpEvent | PeerEvent | GatewayState | FeedGap | None) -> StreamLine | None:
+        """From the gateway's feed: an agent's call (its answer carries the request), a peer, the
+        gateway's state or a gap; None for what the answer line already says (the request)."""
+        if ev is None or (isinstance(ev, McpEvent) and (ev.direction == "in" or ev.outcome is None)):
+            return None
+        payload = ev.model_dump(mode="json")
+        if isinstance(ev, (McpEvent, PeerEvent)):
+            name = who_name(ev.who)
+            text = event_line(ev)[len(name):].lstrip()
+            failed = (isinstance(ev, McpEvent) and ev.outcome != "ok") or (isinstance(ev, PeerEvent)
+                                                                           and ev.state == "refused")
+            return StreamLine(self._next(), ev.time, "agents", safe_line(name), safe_line(text), payload,
+                              "warning" if failed else "info")
+        level = "warning" if isinstance(ev, FeedGap) or ev.upstream_state == "down" else "info"
+        return StreamLine(self._next(), ev.time, "agents", "gateway", safe_line(event_line(ev)), payload, level)
 
     def docker(self, ev: EngineEvent) -> StreamLine:
         """From a :mod:`core.engine_events` event (container event, engine lost, engine back)."""
@@ -152,14 +174,17 @@ class StreamView(ScrollView, can_focus=True):
     BINDINGS = bindings("stream")
 
     COMPONENT_CLASSES = {
-        "stream--time", "stream--mcp", "stream--docker", "stream--qms", "stream--ops", "stream--agent",
+        "stream--time", "stream--agents", "stream--mcp", "stream--docker", "stream--qms", "stream--ops", "stream--beat",
+        "stream--agent",
         "stream--cursor", "stream--quiet", "stream--warning", "stream--error",
     }
 
     DEFAULT_CSS = """
     StreamView { height: 1fr; overflow-x: hidden; background: transparent; padding: 0 1; }
     StreamView > .stream--time { color: $text-muted; }
+    StreamView > .stream--agents { color: $warning-lighten-1; text-style: bold; }
     StreamView > .stream--mcp { color: $accent; text-style: bold; }
+    StreamView > .stream--beat { color: $text-muted; }
     StreamView > .stream--docker { color: $primary; text-style: bold; }
     StreamView > .stream--qms { color: $success; text-style: bold; }
     StreamView > .stream--ops { color: $secondary; text-style: bold; }
@@ -188,7 +213,7 @@ class StreamView(ScrollView, can_focus=True):
         self._all: deque[StreamLine] = deque(maxlen=maxlen)
         self._visible: deque[StreamLine] = deque(maxlen=maxlen)
         self._needle = ""
-        self._sources: frozenset[str] = frozenset((*SOURCES, OPS))
+        self._sources: frozenset[str] = frozenset((*SOURCES, OPS)) - HIDDEN
         self.cursor = -1  # index in the visible lines; -1: none yet
         self.following = True  # the cursor sits on the newest line and moves with it
         self.tz: tzinfo | None = None

@@ -10,12 +10,14 @@ from textual.message import Message
 from textual.reactive import var
 from textual.widgets import DataTable
 
+from core.gateway.calls_board import GatewayView
 from core.qms_state import CheckoutRow
 from core.safe_text import safe_line
 from tui.formats import plain, short, since
 from tui.widgets.pane import Pane
 
 STATE_STYLE = {
+    "active": "bold green",
     "ok": "green",
     "stale": "bold yellow",
     "orphaned": "bold magenta",
@@ -23,8 +25,9 @@ STATE_STYLE = {
     "unmanaged": "italic cyan",
     "unsafe": "bold red reverse",
 }
-STATE_ORDER = {"unsafe": -1, "missing-copy": 0, "orphaned": 1, "stale": 2, "ok": 3, "unmanaged": 4}
+STATE_ORDER = {"unsafe": -1, "missing-copy": 0, "orphaned": 1, "stale": 2, "active": 3, "ok": 3, "unmanaged": 4}
 STATE_HINT = {
+    "active": "active: its holder called a QMS tool on it in the last minutes (through the gateway)",
     "missing-copy": "missing copy: press R to repair",
     "orphaned": "orphaned: no running container; c checks it in",
     "stale": "stale: copy untouched for a while",
@@ -53,6 +56,7 @@ class WorkspacePane(Pane):
     link_down: var[str] = var("")  # the link's reason while it is down
     scanned: var[bool] = var(False)
     now: var[datetime | None] = var(None)
+    gateway: var[GatewayView] = var(GatewayView)  # whose calls touched which document, recently
 
     @dataclass
     class Selected(Message):
@@ -64,7 +68,16 @@ class WorkspacePane(Pane):
         super().__init__("Workspace", **kwargs)
         self._announced: str | None = None
 
-    watch_rows = watch_warnings = watch_link_down = watch_scanned = watch_now = Pane._schedule
+    watch_rows = watch_warnings = watch_link_down = watch_scanned = watch_now = watch_gateway = Pane._schedule
+
+    def _shown_state(self, row: CheckoutRow) -> str:
+        """The row's state, or ``active`` while its holder calls tools on it (then an old file is
+        not stale: the agent is working in the QMS)."""
+        state = state_of(row)
+        calls = self.gateway.agents.get(row.holder or "")
+        if state in ("ok", "stale") and calls is not None and row.doc_id in calls.active_docs:
+            return "active"
+        return state
 
     @property
     def selected(self) -> CheckoutRow | None:
@@ -74,7 +87,7 @@ class WorkspacePane(Pane):
     def _update(self) -> None:
         ordered = sorted(self.rows, key=lambda r: (STATE_ORDER.get(state_of(r), 9), r.holder or "", r.doc_id))
         self.table.replace_rows((row_key(r), self._cells(r)) for r in ordered)
-        stuck = sum(state_of(r) in ("missing-copy", "orphaned", "stale") for r in self.rows)
+        stuck = sum(self._shown_state(r) in ("missing-copy", "orphaned", "stale") for r in self.rows)
         held = sum(state_of(r) != "unmanaged" for r in self.rows)
         unsafe = sum(state_of(r) == "unsafe" for r in self.rows)
         self.border_title = (f"Workspace · {held} checked out" + (f" · {stuck} stuck" if stuck else "")
@@ -86,7 +99,7 @@ class WorkspacePane(Pane):
             self.post_message(self.Selected(self.selected))
 
     def _cells(self, row: CheckoutRow) -> tuple:
-        state = state_of(row)
+        state = self._shown_state(row)
         now = self.now
         status = " ".join(p for p in (row.status or "", f"v{row.version}" if row.version else "") if p)
         style = STATE_STYLE.get(state, "")

@@ -75,8 +75,45 @@ class ProbeResult(BaseModel):
     detail: str | None = None  # the raw error, for the curious
 
 
+class GatewayCheck(BaseModel):
+    """The gateway between the containers and the server, as its feed says it (None in a report:
+    not asked). ``running`` False: no gateway answers on the feed; containers then reach whatever
+    listens at ``container_mcp_url`` directly. ``ok`` False only when a running gateway cannot reach
+    its upstream."""
+
+    running: bool
+    ok: bool = True
+    listen: str = ""
+    upstream: str = ""
+    upstream_state: str = ""
+    agents: list[str] = []
+    diagnosis: str = ""
+
+
+async def check_gateway(settings: Settings, upstream: ProbeResult | None) -> GatewayCheck:
+    """The gateway hop: is a gateway running (its feed), and can it reach its upstream (its own
+    state, and the host's check of ``upstream_url``: the gateway runs on this host)."""
+    from core.errors import FeedDown
+    from core.gateway.feed_client import FeedClient
+
+    try:
+        state = await FeedClient.for_settings(settings).state()
+    except FeedDown as err:
+        return GatewayCheck(running=False, diagnosis=f"{err.detail}; without the gateway, containers reach the server "
+                                                     "directly, with no identity per container and no live view.")
+    check = GatewayCheck(running=True, listen=state.listen, upstream=state.upstream, upstream_state=state.upstream_state,
+                         agents=list(state.agents))
+    if state.upstream_state == "down" or (upstream is not None and not upstream.ok):
+        check.ok = False
+        why = state.upstream_reason or (upstream.diagnosis if upstream is not None else "") or "no answer"
+        check.diagnosis = f"The gateway on {state.listen} cannot reach the QMS server at {state.upstream}: {why}"
+    return check
+
+
 class DoctorReport(BaseModel):
     host: ProbeResult
+    gateway: GatewayCheck | None = None
+    upstream: ProbeResult | None = None  # the host's check of upstream_url, when a gateway runs
     containers: list[ProbeResult] = []
     engine_error: str | None = None  # the containers could not be listed
     ok: bool
@@ -193,6 +230,9 @@ def _diagnose(attempt: _Attempt, url: str, transport: TransportName, timeout: fl
         other = " or at the other transport's path" if alt is not None else ""
         return (f"{path} answers {code}, and no MCP endpoint answers there{other}: is this the QMS MCP server, "
                 f"and the right path (/sse for SSE, /mcp for streamable HTTP)?")
+    if code == 403 and where != "host":
+        return (f"{host}:{port} refused this container (403): the qms-panel gateway lets in only running containers "
+                f"qms-panel made for this project, one per agent (`qms-panel watch` says why it refused).")
     if code is not None:
         return f"HTTP {code} from {path}: the server did not accept the {transport} handshake."
     if attempt.failure == "no-endpoint":
@@ -205,8 +245,9 @@ def _diagnose(attempt: _Attempt, url: str, transport: TransportName, timeout: fl
 def _loopback_diagnosis(agent: str, port: int, certain: bool) -> str:
     listens = "listens only on 127.0.0.1" if certain else "probably listens only on 127.0.0.1"
     return (f"The host reaches the server but {agent}'s container cannot: the server {listens}, which Linux's "
-            f"host-gateway (host.docker.internal) cannot reach; start it with --host 0.0.0.0 or the Docker bridge "
-            f"address (port {port}).")
+            f"host-gateway (host.docker.internal, the Docker bridge address) cannot reach on port {port}; run "
+            f"`qms-panel gateway --upstream-url <the server's URL>`, which listens on the bridge address and forwards "
+            f"to it (or start the server with --host 0.0.0.0).")
 
 
 # --- host check ------------------------------------------------------------------------------
@@ -489,8 +530,19 @@ async def run_doctor(settings: Settings, manager: ContainerManager, rows: Iterab
     async def check_the_host() -> None:
         host.append(await check_host(settings.mcp_url, settings.transport_for(settings.mcp_url), timeout))
 
+    hop: list[GatewayCheck] = []
+    upstream: list[ProbeResult] = []
+
+    async def check_the_gateway() -> None:
+        hop.append(await check_gateway(settings, None))
+        if hop[0].running:  # the gateway runs on this host: the host's view of its upstream is its own
+            upstream.append(await check_host(settings.upstream_url, None, timeout))
+            if not upstream[0].ok:
+                hop[0] = await check_gateway(settings, upstream[0])
+
     async with anyio.create_task_group() as group:
         group.start_soon(check_the_host)
+        group.start_soon(check_the_gateway)
         for i, row in enumerate(targets):
             group.start_soon(check_one, i, row)
     found = [r for r in results if r is not None]
@@ -500,4 +552,6 @@ async def run_doctor(settings: Settings, manager: ContainerManager, rows: Iterab
         for row, result in zip(targets, found):
             if result.failure == "refused":
                 result.diagnosis = _loopback_diagnosis(row.agent, port, certain=False)
-    return DoctorReport(host=host[0], containers=found, ok=host[0].ok and all(r.ok for r in found))
+    gateway = hop[0] if hop else None
+    return DoctorReport(host=host[0], gateway=gateway, upstream=upstream[0] if upstream else None, containers=found,
+                        ok=host[0].ok and all(r.ok for r in found) and (gateway is None or gateway.ok))

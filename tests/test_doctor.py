@@ -286,8 +286,31 @@ async def test_server_on_loopback_only_fails_in_the_container(sample_project, de
     assert not inside.ok and inside.stage == "tcp" and inside.failure in ("refused", "timeout")
     assert inside.diagnosis == (
         f"The host reaches the server but claude's container cannot: the server listens only on 127.0.0.1, "
-        f"which Linux's host-gateway (host.docker.internal) cannot reach; start it with --host 0.0.0.0 or the "
-        f"Docker bridge address (port {server.port}).")
+        f"which Linux's host-gateway (host.docker.internal, the Docker bridge address) cannot reach on port "
+        f"{server.port}; run `qms-panel gateway --upstream-url <the server's URL>`, which listens on the bridge "
+        f"address and forwards to it (or start the server with --host 0.0.0.0).")
+    assert report.gateway is not None and not report.gateway.running and report.gateway.ok
+    assert "no feed token" in report.gateway.diagnosis
+
+
+@pytest.mark.docker
+async def test_the_chain_through_a_gateway_container_to_upstream(sample_project, devserver_factory, gateway_factory,
+                                                                 agent_container, test_image, unique_prefix):
+    """container -> gateway -> upstream: the container's probe goes through the gateway (bound to
+    its agent), the gateway's hop is read from its feed, and a dead upstream is said at its hop."""
+    manager, row = agent_container
+    server = devserver_factory(sample_project, transport="streamable-http")
+    gw = gateway_factory(sample_project, server.url)
+    settings = Settings(project_root=sample_project, image=test_image, container_prefix=unique_prefix,
+                        mcp_url=server.url, upstream_url=server.url, feed_listen=gw.feed_listen,
+                        state_dir=gw.state_dir, container_mcp_url=f"http://host.docker.internal:{gw.port}/mcp")
+    report = await run_doctor(settings, manager)
+    assert report.ok, report
+    assert report.gateway.running and report.gateway.listen == gw.listen and report.containers[0].ok
+    server.stop()
+    report = await run_doctor(settings, manager, timeout=3)
+    assert not report.ok and not report.gateway.ok
+    assert report.gateway.diagnosis.startswith(f"The gateway on {gw.listen} cannot reach the QMS server at")
 
 
 @pytest.mark.docker

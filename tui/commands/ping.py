@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from core.doctor import DoctorReport, ProbeResult
 
 NAME = "ping"
-HELP = "check the MCP server is reachable from the host and from inside each agent container"
+HELP = ("check the MCP server is reachable from the host, through the gateway, and from inside each agent "
+        "container")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +38,18 @@ def _line(result: ProbeResult) -> str:
 
 def _print(report: DoctorReport) -> None:
     print(_line(report.host))
+    gateway = report.gateway
+    if gateway is not None and gateway.running:
+        verdict = "ok" if gateway.ok else "FAILED"
+        agents = ", ".join(gateway.agents) or "none"
+        print(f"{'gateway':<12} {verdict:<7} {'':>8}  {safe_line(gateway.listen)} -> {safe_line(gateway.upstream)} "
+              f"(upstream {gateway.upstream_state}; agents connected: {safe_line(agents)})")
+        if not gateway.ok:
+            print(f"{'':<12} {safe_line(gateway.diagnosis)}")
+        if report.upstream is not None:
+            print(_line(report.upstream.model_copy(update={"where": "upstream"})))
+    elif gateway is not None:
+        print(f"{'gateway':<12} {'none':<7} {'':>8}  {safe_line(gateway.diagnosis)}")
     for result in report.containers:
         print(_line(result))
     if report.engine_error:

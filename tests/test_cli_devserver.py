@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
 import shutil
@@ -166,6 +167,9 @@ def test_demo_opens_the_panel_on_a_sample_and_a_server_and_cleans_up(tmp_path):
                 break
             time.sleep(0.5)
         assert "connected" in screen and "CR-001" in screen, screen
+        gateways = subprocess.run(["pgrep", "-f", "tui.cli gateway --json --quiet --project-root .*qms-panel-demo-"],
+                                  capture_output=True, text=True).stdout.split()
+        assert len(gateways) == 1, "the demo runs one gateway of its own"
         tmux("send-keys", "-t", "demo", "q")
         while time.monotonic() < deadline and not done.exists():
             time.sleep(0.2)
@@ -173,6 +177,36 @@ def test_demo_opens_the_panel_on_a_sample_and_a_server_and_cleans_up(tmp_path):
         assert done.read_text().strip() == "0", after
     finally:
         subprocess.run(["tmux", "-L", "qms-panel-test", "kill-server"], capture_output=True)
+    assert not Path(f"/proc/{gateways[0]}").exists(), "the demo's gateway stopped with it"
     removed = re.search(r"qms-panel demo: stopped; removed (\S+)", after)
     assert removed, after
     assert "qms-panel-demo-" in removed.group(1) and not Path(removed.group(1)).exists()
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is needed to give the demo a real terminal")
+@pytest.mark.parametrize("way_out", ["closed terminal", "SIGTERM"])
+def test_the_demo_leaves_nothing_behind_when_its_terminal_closes_or_it_is_killed(way_out):
+    """A closed terminal (SIGHUP) or SIGTERM: the demo's dev server, its gateway and its folder go too."""
+    tmux("new-session", "-d", "-s", "demo", "-x", "160", "-y", "46", f"{QMS_PANEL} --demo")
+    try:
+        deadline = time.monotonic() + 60
+        children: list[str] = []
+        while time.monotonic() < deadline and len(children) < 2:
+            children = subprocess.run(["pgrep", "-f", "project-root .*qms-panel-demo-"], capture_output=True,
+                                      text=True).stdout.split()
+            time.sleep(0.3)
+        assert len(children) == 2, "the demo's dev server and gateway"
+        folder = re.search(r"(/tmp/qms-panel-demo-\w+)", Path(f"/proc/{children[0]}/cmdline").read_text()).group(1)
+        if way_out == "SIGTERM":
+            demo = subprocess.run(["pgrep", "-f", f"^{re.escape(sys.executable)}.*qms-panel --demo|qms-panel --demo$"],
+                                  capture_output=True, text=True).stdout.split()
+            for pid in demo:
+                os.kill(int(pid), signal.SIGTERM)
+        else:
+            subprocess.run(["tmux", "-L", "qms-panel-test", "kill-server"], capture_output=True)
+        while time.monotonic() < deadline and (Path(folder).exists() or any(Path(f"/proc/{p}").exists()
+                                                                               for p in children)):
+            time.sleep(0.2)
+        assert not Path(folder).exists() and not any(Path(f"/proc/{p}").exists() for p in children)
+    finally:
+        subprocess.run(["tmux", "-L", "qms-panel-test", "kill-server"], capture_output=True)

@@ -331,6 +331,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, SIGTERM it when the process that started it dies, however
+    that one ends (a SIGKILL or a closed terminal leaves no server or gateway behind)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class DevServerProcess:
     """``python -m core.devserver`` as a child process; ``start()`` returns once it listens."""
 
@@ -362,7 +374,7 @@ class DevServerProcess:
         log: IO[bytes] | int = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
         try:
             self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                            stderr=log, start_new_session=True)
+                                            stderr=log, start_new_session=True, preexec_fn=_die_with_parent)
         finally:
             if not isinstance(log, int):
                 log.close()

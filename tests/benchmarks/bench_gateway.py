@@ -149,7 +149,12 @@ async def load(containers: int, rate: float, seconds: float, tmp: Path) -> None:
         rss_end, loaded_until = rss_kb(gw.proc.pid), time.time()
         watch.terminate()
         out = watch.communicate(timeout=10)[0]
-        events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        events = []
+        for line in out.splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                pass  # the last line, cut by the terminate
         calls = [e for e in events if e.get("kind") == "mcp" and e.get("direction") == "out"]
 
         def stamp(e: dict) -> float:

@@ -42,14 +42,15 @@ def engine_text(engine: EngineView) -> Text:
 
 
 def gateway_text(gateway: GatewayView, feed_down: bool) -> Text:
-    """``● up 172.17.0.1:8000 → upstream up · 3 agents`` from the gateway's feed."""
+    """``● 172.17.0.1:8000 → up · 3 agents`` from the gateway's feed (the upstream's URL is in
+    ``qms-panel ping``; the header has one line)."""
     state = gateway.state
     if feed_down or state is None:
         return Text("● not running" if state is None else "● feed down", style="dim" if state is None else "bold red")
     colour = {"up": "green", "down": "red"}.get(state.upstream_state, "yellow")
     agents = len(state.agents)
-    return Text.assemble(("● ", f"bold {colour}"), (short(state.listen, 40), ""), (" → ", "dim"),
-                         (short(state.upstream, 60), ""), (f" {state.upstream_state}", f"bold {colour}"),
+    return Text.assemble(("● ", f"bold {colour}"), (short(state.listen, 40), ""), (" → upstream", "dim"),
+                         (f" {state.upstream_state}", f"bold {colour}"),
                          (f" · {agents} agent{'s' if agents != 1 else ''}", "dim"))
 
 

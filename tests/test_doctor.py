@@ -243,16 +243,6 @@ def test_parse_probe_lines():
 # --- inside real containers ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def agent_container(sample_project, test_image, unique_prefix, docker_client):
-    """A running busybox agent container for ``claude`` (only busybox wget to probe with)."""
-    settings = Settings(project_root=sample_project, image=test_image, container_prefix=unique_prefix)
-    manager = ContainerManager(settings, client=docker_client, extra_labels={TEST_LABEL: "1"})
-    row = manager.launch("claude", command=["sleep", "3600"])
-    yield manager, row
-    manager.remove("claude", remove_volume=True)
-
-
 def doctor_settings(sample_project, test_image, prefix, mcp_url, container_url) -> Settings:
     return Settings(project_root=sample_project, image=test_image, container_prefix=prefix,
                     mcp_url=mcp_url, container_mcp_url=container_url)

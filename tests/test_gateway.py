@@ -26,25 +26,16 @@ pytestmark = pytest.mark.docker
 UPSTREAMS = ["sse", "streamable-http"]
 
 
-@pytest.fixture
-def claude_container(sample_project, test_image, unique_prefix, docker_client):
-    settings = Settings(project_root=sample_project, image=test_image, container_prefix=unique_prefix)
-    manager = ContainerManager(settings, client=docker_client, extra_labels={TEST_LABEL: "1"})
-    row = manager.launch("claude", command=["sleep", "3600"])
-    yield manager, row
-    manager.remove("claude", remove_volume=True)
-
-
 def server_saw(server, user: str) -> bool:
     return f"user={user}" in server.log_text()
 
 
 @pytest.mark.parametrize("upstream", UPSTREAMS)
 def test_a_container_calls_as_its_agent_and_never_as_another(sample_project, devserver_factory, gateway_factory,
-                                                              claude_container, upstream):
+                                                              agent_container, upstream):
     server = devserver_factory(sample_project, transport=upstream)
     gw = gateway_factory(sample_project, server.url)
-    manager, row = claude_container
+    manager, row = agent_container
 
     done = container_post(manager, row.name, gw.port, call_body("qms_checkout", doc_id="CR-002", user="claude"))
     assert tool_text(done.output).startswith("Checked out: CR-002"), done.output
@@ -65,19 +56,20 @@ def test_a_container_calls_as_its_agent_and_never_as_another(sample_project, dev
 
 
 def test_the_server_sees_the_containers_identity_headers(sample_project, devserver_factory, gateway_factory,
-                                                         claude_container):
+                                                         agent_container):
     """The dev server enforces X-QMS-Identity like the real one: with the header 'claude', the
     instance is the container's name, and a call reaches it in enforced mode."""
     server = devserver_factory(sample_project, transport="streamable-http")
     gw = gateway_factory(sample_project, server.url)
-    manager, row = claude_container
+    manager, row = agent_container
     body = call_body("qms_status", doc_id="CR-001", user="claude")
     done = manager.exec(row.name, ["wget", "-q", "-O", "-", "--header", "Content-Type: application/json",
                                    "--header", "Accept: application/json, text/event-stream",
                                    "--header", "X-QMS-Identity: qa", "--header", "X-QMS-Instance: forged",
                                    "--post-data", body, f"http://host.docker.internal:{gw.port}/mcp"])
-    assert "Document: CR-001" in tool_text(done.output), done.output
+    assert "Document: CR-001" in tool_text(done.output), done.output  # with qa's header it would be a MISMATCH
     log = server.log_text()
+    assert f"Identity 'claude' registered (instance {row.name[:8]})" in log, log
     assert "forged" not in log
 
 
@@ -110,10 +102,10 @@ def test_peers_that_are_not_this_projects_containers_are_refused(sample_project,
 
 
 def test_a_second_container_for_the_same_agent_is_refused(sample_project, devserver_factory, gateway_factory,
-                                                          claude_container, test_image, unique_prefix, docker_client):
+                                                          agent_container, test_image, unique_prefix, docker_client):
     server = devserver_factory(sample_project, transport="streamable-http")
     gw = gateway_factory(sample_project, server.url)
-    manager, first = claude_container
+    manager, first = agent_container
     twin = ContainerManager(Settings(project_root=sample_project, image=test_image,
                                      container_prefix=unique_prefix + "twin-"),
                             client=docker_client, extra_labels={TEST_LABEL: "1"})
@@ -164,10 +156,10 @@ async def test_sdk_clients_over_both_agent_transports_on_loopback(sample_project
 
 
 def test_upstream_down_is_answered_at_once_and_comes_back(sample_project, devserver_factory, gateway_factory,
-                                                          claude_container):
+                                                          agent_container):
     server = devserver_factory(sample_project, transport="streamable-http")
     gw = gateway_factory(sample_project, server.url)
-    manager, row = claude_container
+    manager, row = agent_container
     body = call_body("qms_inbox", user="claude")
     assert tool_text(container_post(manager, row.name, gw.port, body).output).startswith("Inbox")
     server.stop()
@@ -182,9 +174,9 @@ def test_upstream_down_is_answered_at_once_and_comes_back(sample_project, devser
 
 
 def test_a_stalled_upstream_is_answered_within_the_call_timeout(sample_project, silent_server, gateway_factory,
-                                                                claude_container):
+                                                                agent_container):
     gw = gateway_factory(sample_project, f"http://127.0.0.1:{silent_server}/mcp", call_timeout="2s")
-    manager, row = claude_container
+    manager, row = agent_container
     done = container_post(manager, row.name, gw.port, call_body("qms_inbox", user="claude"), timeout=25)
     assert "unreachable" in tool_text(done.output) and not done.timed_out, done.output
     calls = [e for e in gw.events() if e.get("kind") == "mcp" and e["direction"] == "out"]
@@ -192,10 +184,10 @@ def test_a_stalled_upstream_is_answered_within_the_call_timeout(sample_project, 
 
 
 def test_watch_follows_the_feed_and_survives_a_gateway_restart(sample_project, devserver_factory, gateway_factory,
-                                                               claude_container):
+                                                               agent_container):
     server = devserver_factory(sample_project, transport="streamable-http")
     gw = gateway_factory(sample_project, server.url)
-    manager, row = claude_container
+    manager, row = agent_container
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     watch = subprocess.Popen([sys.executable, "-m", "tui.cli", "watch", "--json", *gw.flags()], cwd=ROOT, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -271,13 +263,13 @@ asyncio.run(main(sys.argv[1]))
 
 @pytest.mark.parametrize("upstream", UPSTREAMS)
 def test_an_sse_agent_in_a_containers_network_namespace(sample_project, devserver_factory, gateway_factory,
-                                                        claude_container, docker_client, upstream):
+                                                        agent_container, docker_client, upstream):
     """The MCP SDK's own SSE client, run in the container's network namespace (nsenter: its peer
     address is the container's, so the gateway binds it to the container's agent; the busybox image
     has no SSE client, and an SDK client is what Claude Code's transport speaks)."""
     server = devserver_factory(sample_project, transport=upstream)
     gw = gateway_factory(sample_project, server.url)
-    manager, row = claude_container
+    manager, row = agent_container
     pid = docker_client.api.inspect_container(row.id)["State"]["Pid"]
     done = subprocess.run(["nsenter", "-t", str(pid), "-n", sys.executable, "-c", SSE_CLIENT, f"http://{gw.listen}/sse"],
                           capture_output=True, text=True, timeout=60)
@@ -286,3 +278,23 @@ def test_an_sse_agent_in_a_containers_network_namespace(sample_project, devserve
     assert not server_saw(server, "qa")
     peers = [e for e in gw.events() if e.get("kind") == "peer" and e["state"] == "connected"]
     assert peers and peers[0]["who"]["container"] == row.name and peers[0]["transport"] == "sse"
+
+
+async def test_the_feed_on_a_unix_socket_and_its_token(sample_project, devserver_factory, gateway_factory, tmp_path):
+    """The feed served on a unix socket (mode 0600), read by the real client; the token file it made
+    is private; a reader with no token is told in one line where the gateway keeps it."""
+    from core.errors import FeedDown
+    from core.gateway.feed_client import FeedClient
+
+    server = devserver_factory(sample_project, transport="streamable-http")
+    sock = tmp_path / "feed.sock"
+    gw = gateway_factory(sample_project, server.url, start=False)
+    gw.feed_listen = f"unix:{sock}"
+    gw.start()
+    assert oct(sock.stat().st_mode)[-3:] == "600"
+    token = gw.state_dir / "gateway-feed.token"
+    assert oct(token.stat().st_mode)[-3:] == "600"
+    state = await FeedClient(gw.feed_listen, token).state()
+    assert state.listen == gw.listen and state.upstream == server.url
+    with pytest.raises(FeedDown, match="no feed token at"):
+        await FeedClient(gw.feed_listen, tmp_path / "none.token").state()

@@ -118,15 +118,14 @@ async def load(containers: int, rate: float, seconds: float, tmp: Path) -> None:
     init_project(root)
     server = DevServerProcess(root, transport="streamable-http", log_path=tmp / "load.log")
     server.start()
-    gw = GatewayProcess(root, server.url, tmp / "state-load", listen=f"{bridge_address()}:{free_port()}",
-                        extra=["--quiet"])
+    gw = GatewayProcess(root, server.url, tmp / "state-load", listen=f"{bridge_address()}:{free_port()}")
     gw.start()
     prefix = f"qmsbench-{os.getpid()}-"
     settings = Settings(project_root=root, image=image, container_prefix=prefix, agents=["a0"])
     manager = ContainerManager(settings, client=client, extra_labels={TEST_LABEL: "1"})
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     watch = subprocess.Popen([sys.executable, "-m", "tui.cli", "watch", "--json", *gw.flags()], cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # a reader of the feed
     agents = [f"a{i}" for i in range(containers)]
     sleep = max(0.0, 1 / rate - 0.02)
 
@@ -148,13 +147,7 @@ async def load(containers: int, rate: float, seconds: float, tmp: Path) -> None:
         await anyio.sleep(seconds)
         rss_end, loaded_until = rss_kb(gw.proc.pid), time.time()
         watch.terminate()
-        out = watch.communicate(timeout=10)[0]
-        events = []
-        for line in out.splitlines():
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                pass  # the last line, cut by the terminate
+        events = gw.events()  # what the gateway printed (--json), one event a line
         calls = [e for e in events if e.get("kind") == "mcp" and e.get("direction") == "out"]
 
         def stamp(e: dict) -> float:

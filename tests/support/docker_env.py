@@ -175,3 +175,17 @@ def remove_by_prefix(client, prefix: str) -> None:
         list(pool.map(lambda cid: client.api.remove_container(cid, force=True), ids))
     for volume in client.volumes.list(filters={"name": prefix}):
         volume.remove(force=True)
+
+
+@pytest.fixture
+def agent_container(sample_project, test_image, unique_prefix, docker_client):
+    """(manager, row): a running busybox agent container for ``claude`` on the sample project,
+    launched by qms-panel (only busybox wget inside), removed with its volume afterwards."""
+    from core.containers import ContainerManager
+    from core.settings import Settings
+
+    settings = Settings(project_root=sample_project, image=test_image, container_prefix=unique_prefix)
+    manager = ContainerManager(settings, client=docker_client, extra_labels={TEST_LABEL: "1"})
+    row = manager.launch("claude", command=["sleep", "3600"])
+    yield manager, row
+    manager.remove("claude", remove_volume=True)

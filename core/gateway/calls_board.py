@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, Field
 
 from core.gateway.events import FeedGap, GatewayState, McpEvent, PeerEvent
+from core.telemetry.activity import ActivityView
 
 WINDOW = timedelta(minutes=10)
 ACTIVE_FOR = timedelta(minutes=10)  # a document the holder called a tool on this recently is active
@@ -44,6 +45,7 @@ class GatewayView(BaseModel):
     state: GatewayState | None = None
     agents: dict[str, AgentCalls] = Field(default_factory=dict)
     missed: int = 0  # events the panel did not get (gaps)
+    activity: ActivityView = Field(default_factory=ActivityView)  # what each agent is doing (telemetry, hooks)
 
 
 class CallsUpdate(BaseModel):

@@ -173,6 +173,28 @@ def test_upstream_down_is_answered_at_once_and_comes_back(sample_project, devser
     assert "down" in states and states[-1] == "up"
 
 
+def test_bare_calls_skip_the_handshake_until_the_server_wants_sessions(sample_project, devserver_factory,
+                                                                        gateway_factory, agent_container):
+    """A stateless server is initialized once on a wget agent's behalf, not once a call; when it comes
+    back with sessions, the next bare call is refused by it, and the gateway initializes and retries."""
+    server = devserver_factory(sample_project, transport="streamable-http")
+    gw = gateway_factory(sample_project, server.url)
+    manager, row = agent_container
+    body = call_body("qms_inbox", user="claude")
+    for _ in range(3):
+        assert tool_text(container_post(manager, row.name, gw.port, body).output).startswith("Inbox")
+    # initialize, initialized, then one POST a call (three a call if every bare call shook hands)
+    assert server.log_path.read_text().count('"POST /mcp HTTP/1.1"') == 2 + 3
+    server.stop()
+    stateful = devserver_factory(sample_project, transport="streamable-http", port=server.port, stateful=True)
+    for _ in range(2):
+        assert tool_text(container_post(manager, row.name, gw.port, body).output).startswith("Inbox")
+    calls = [e for e in gw.events() if e.get("kind") == "mcp" and e["direction"] == "out"]
+    assert [c["outcome"] for c in calls[-5:]] == ["ok"] * 5
+    log = stateful.log_path.read_text()
+    assert log.count('"POST /mcp HTTP/1.1" 400') == 1  # the first bare call, refused, then retried with a session
+
+
 def test_a_stalled_upstream_is_answered_within_the_call_timeout(sample_project, silent_server, gateway_factory,
                                                                 agent_container):
     gw = gateway_factory(sample_project, f"http://127.0.0.1:{silent_server}/mcp", call_timeout="2s")

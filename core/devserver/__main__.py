@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--transport", choices=TRANSPORTS, default="sse")
     parser.add_argument("--identity-ttl", type=float, default=DEFAULT_IDENTITY_TTL, metavar="SECONDS")
+    parser.add_argument("--stateful", action="store_true", help="streamable HTTP with MCP sessions (the real "
+                        "server is stateless)")
     args = parser.parse_args(argv)
     try:
         if args.init:
@@ -33,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"qms devserver: sample project created in {args.init.resolve()}")
             return 0
         run(args.project_root, args.host, args.port, args.transport, args.identity_ttl,
-            announce=lambda url: print(listening_line(args.transport, url, args.project_root), flush=True))
+            announce=lambda url: print(listening_line(args.transport, url, args.project_root), flush=True),
+            stateful=args.stateful)
         return 0
     except ProjectError as err:
         print(f"qms devserver: {err}", file=sys.stderr)

@@ -172,8 +172,10 @@ def check_project_root(project_root: Path) -> Path:
 
 
 def build_server(project_root: Path, host: str = "127.0.0.1", port: int = 8000,
-                 identity_ttl: float = DEFAULT_IDENTITY_TTL) -> "FastMCP":
-    """The FastMCP app serving ``project_root``; ``.sse_app()`` or ``.streamable_http_app()`` runs it."""
+                 identity_ttl: float = DEFAULT_IDENTITY_TTL, stateful: bool = False) -> "FastMCP":
+    """The FastMCP app serving ``project_root``; ``.sse_app()`` or ``.streamable_http_app()`` runs it.
+    Streamable HTTP is stateless as the real server runs it; ``stateful`` gives MCP sessions
+    (``Mcp-Session-Id``) as a server built on the SDK's defaults does."""
     store = QmsStore(check_project_root(project_root))
     from mcp.server.fastmcp import Context, FastMCP
     from mcp.server.fastmcp.exceptions import ToolError
@@ -181,7 +183,7 @@ def build_server(project_root: Path, host: str = "127.0.0.1", port: int = 8000,
 
     locks = IdentityLocks(identity_ttl)
     mcp = FastMCP(
-        "qms", host=host, port=port, stateless_http=True,
+        "qms", host=host, port=port, stateless_http=not stateful,
         transport_security=TransportSecuritySettings(
             enable_dns_rebinding_protection=True, allowed_hosts=ALLOWED_HOSTS, allowed_origins=ALLOWED_ORIGINS),
     )
@@ -284,7 +286,8 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def run(project_root: Path, host: str = "127.0.0.1", port: int = 8000, transport: Transport = "sse",
-        identity_ttl: float = DEFAULT_IDENTITY_TTL, announce: Callable[[str], None] | None = None) -> None:
+        identity_ttl: float = DEFAULT_IDENTITY_TTL, announce: Callable[[str], None] | None = None,
+        stateful: bool = False) -> None:
     """Serve until Ctrl-C or SIGTERM. ``announce(url)`` is called once the server accepts connections.
 
     Raises ProjectError (bad root), PortInUse, or DevServerError, before loading the MCP SDK.
@@ -299,7 +302,7 @@ def run(project_root: Path, host: str = "127.0.0.1", port: int = 8000, transport
         import uvicorn
 
         configure_logging()
-        mcp = build_server(root, host, port, identity_ttl)
+        mcp = build_server(root, host, port, identity_ttl, stateful=stateful)
         app = mcp.sse_app() if transport == "sse" else mcp.streamable_http_app()
         url = server_url(host, sock.getsockname()[1], transport)
         logger.info(f"Starting QMS MCP dev server (transport={transport}, project={root})")
@@ -347,8 +350,10 @@ class DevServerProcess:
     """``python -m core.devserver`` as a child process; ``start()`` returns once it listens."""
 
     def __init__(self, project_root: Path, transport: Transport = "sse", host: str = "127.0.0.1",
-                 port: int | None = None, identity_ttl: float | None = None, log_path: Path | None = None) -> None:
+                 port: int | None = None, identity_ttl: float | None = None, log_path: Path | None = None,
+                 stateful: bool = False) -> None:
         self.project_root = Path(project_root)
+        self.stateful = stateful
         self.transport = transport
         self.host = host
         self.port = port or free_port(connect_host(host))
@@ -365,6 +370,8 @@ class DevServerProcess:
                "--host", self.host, "--port", str(self.port), "--transport", self.transport]
         if self.identity_ttl is not None:
             cmd += ["--identity-ttl", str(self.identity_ttl)]
+        if self.stateful:
+            cmd += ["--stateful"]
         return cmd
 
     def start(self, timeout: float = 30.0) -> None:

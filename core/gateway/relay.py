@@ -107,13 +107,14 @@ class Relay:
         is_init = isinstance(root, types.JSONRPCRequest) and root.method == "initialize"
         upstream = self.gateway.new_upstream(self.who)
         try:
-            await upstream.start(self._tg, initialize=not is_init)
+            await upstream.start(self._tg, initialize=not is_init, known=self.gateway.stateless_upstream)
         except UpstreamDown as err:
             self.gateway.upstream_changed(False, str(err))
             if isinstance(root, types.JSONRPCRequest):
                 await self._reply(down_error(root.id, upstream.url, str(err)))
             return None
-        self.gateway.upstream_changed(True)
+        if not upstream.unasked:  # it answered the handshake (a server not asked has not yet said)
+            self.gateway.upstream_changed(True)
         self.upstream = upstream
         self._tg.start_soon(self._pump, upstream)
         return upstream
@@ -149,6 +150,8 @@ class Relay:
             outcome, summary = tap.result_facts(root)
             if isinstance(root, types.JSONRPCError) and root.error.code == -32001:
                 outcome = "upstream-down"
+            if self.upstream is not None and self.upstream.unasked:  # its first answer says how the server is
+                self.gateway.upstream_changed(outcome != "upstream-down", summary)
             await self._answer(message, pending.facts, str(root.id), pending.t0, outcome=outcome, result=summary,
                                reason=summary if outcome != "ok" else "")
             return

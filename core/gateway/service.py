@@ -40,7 +40,7 @@ from core.gateway.feed import ensure_token, feed_app
 from core.gateway.hub import Hub
 from core.gateway.identity import PeerResolver
 from core.gateway.relay import Relay
-from core.gateway.upstream import Upstream, http_client
+from core.gateway.upstream import Stateless, Upstream, http_client
 from core.mcp_stream import redact_url
 from core.settings import Settings, parse_listen, transport_from_url
 
@@ -131,6 +131,7 @@ class Gateway:
         self._mcp_owner: dict[str, str] = {}  # Mcp-Session-Id -> owner key
         self._sessions = 0
         self._client = http_client(self.call_timeout)
+        self.stateless_upstream = Stateless()  # bare calls skip the handshake once the server showed it gives no session
         self.started = now()
         self.calls = {"ok": 0, "refused": 0, "identity": 0, "error": 0, "upstream-down": 0}
         self.ready = anyio.Event()

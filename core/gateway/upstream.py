@@ -36,6 +36,10 @@ class UpstreamDown(Exception):
     """The server cannot be reached (the reason is the message)."""
 
 
+class _Refused(UpstreamDown):
+    """A bare call without a session was refused by a server thought to be stateless."""
+
+
 def http_client(timeout: float) -> httpx.AsyncClient:
     """An httpx client for the upstream: no proxies from the environment, no delayed small writes."""
     transport = httpx.AsyncHTTPTransport(socket_options=SOCKET_OPTIONS, retries=0)
@@ -81,6 +85,25 @@ def _initialized() -> types.JSONRPCMessage:
     return types.JSONRPCMessage(types.JSONRPCNotification(jsonrpc="2.0", method="notifications/initialized"))
 
 
+class Stateless:
+    """What the gateway learned of a streamable-HTTP server: whether it gives sessions at all.
+
+    A bare call (a wget agent's POST with no session) needs a session upstream only when the server
+    gives one. When an ``initialize`` on an agent's behalf came back with no ``Mcp-Session-Id``, the
+    server is stateless and the next bare calls skip the handshake (one POST a call instead of
+    three); a bare call that such a server refuses (HTTP 400 or 404: it restarted stateful) forgets
+    it, and that call is tried once more with a handshake."""
+
+    def __init__(self) -> None:
+        self.protocol_version: str | None = None
+
+    def learn(self, session_id: str | None, protocol_version: str | None) -> None:
+        self.protocol_version = protocol_version if session_id is None else None
+
+    def forget(self) -> None:
+        self.protocol_version = None
+
+
 class Upstream:
     """One upstream session; see the module docstring. ``client`` is the gateway's shared httpx
     client (streamable HTTP)."""
@@ -97,18 +120,31 @@ class Upstream:
         self._send, self.incoming = anyio.create_memory_object_stream[types.JSONRPCMessage](1000)
         self._sse_write: Any = None
         self._tg: anyio.abc.TaskGroup | None = None
+        self._known: Stateless | None = None  # set when started without a handshake (a stateless server)
         self.down = False
+
+    @property
+    def unasked(self) -> bool:
+        """Started without a handshake: whether the server is up is known from the first answer."""
+        return self._known is not None
 
     # --- life --------------------------------------------------------------------------------
 
-    async def start(self, tg: anyio.abc.TaskGroup, *, initialize: bool) -> None:
+    async def start(self, tg: anyio.abc.TaskGroup, *, initialize: bool, known: Stateless | None = None) -> None:
         """Connect (SSE) and, with ``initialize``, initialize the session on the agent's behalf.
+        A streamable-HTTP server already seen to need no session (``known`` holds what it said) is
+        not asked again: its bare calls go straight to it (see :class:`Stateless`).
         Raises :class:`UpstreamDown`."""
         self._tg = tg
         if self.transport == "sse":
             await self._start_sse(tg)
+        if initialize and self.transport != "sse" and known is not None and known.protocol_version:
+            self.protocol_version, self._known = known.protocol_version, known
+            return
         if initialize:
             await self._handshake()
+            if self.transport != "sse" and known is not None:
+                known.learn(self.session_id, self.protocol_version)
 
     async def close(self) -> None:
         self.down = True
@@ -198,7 +234,15 @@ class Upstream:
 
     async def _post_and_deliver(self, message: types.JSONRPCMessage) -> None:
         try:
-            replies = await self._post(message)
+            try:
+                replies = await self._post(message)
+            except _Refused:
+                if self._known is None:
+                    raise
+                self._known.forget()  # the server wants a session now: handshake, then this call again
+                self._known = None
+                await self._handshake()
+                replies = await self._post(message)
         except UpstreamDown as err:
             self._answer_down(message, str(err))
             return
@@ -225,7 +269,10 @@ class Upstream:
                     return []
                 if response.status_code >= 400:
                     await response.aread()
-                    raise UpstreamDown(f"HTTP {response.status_code} {_first_line(response.text)}")
+                    reason = f"HTTP {response.status_code} {_first_line(response.text)}"
+                    if response.status_code in (400, 404) and self._known is not None:
+                        raise _Refused(reason)
+                    raise UpstreamDown(reason)
                 if initializing and response.headers.get("mcp-session-id"):
                     self.session_id = response.headers["mcp-session-id"]
                 kind = response.headers.get("content-type", "").lower()

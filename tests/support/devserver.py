@@ -30,13 +30,14 @@ class DevServer(DevServerProcess):
     """
 
     def __init__(self, project_root: Path, transport: Transport = "sse", host: str = "127.0.0.1",
-                 port: int | None = None, identity_ttl: float | None = None, log_path: Path | None = None) -> None:
+                 port: int | None = None, identity_ttl: float | None = None, log_path: Path | None = None,
+                 stateful: bool = False) -> None:
         self._own_log = log_path is None
         if log_path is None:
             fd, name = tempfile.mkstemp(prefix="qms-devserver-", suffix=".log")
             open(fd).close()
             log_path = Path(name)
-        super().__init__(project_root, transport, host, port, identity_ttl, log_path)
+        super().__init__(project_root, transport, host, port, identity_ttl, log_path, stateful=stateful)
 
     def stop(self, timeout: float = 5.0) -> None:
         super().stop(timeout)
@@ -60,9 +61,9 @@ def devserver_factory(tmp_path):
     servers: list[DevServer] = []
 
     def factory(project_root: Path, transport: Transport = "sse", host: str = "127.0.0.1",
-                port: int | None = None, identity_ttl: float | None = None) -> DevServer:
+                port: int | None = None, identity_ttl: float | None = None, stateful: bool = False) -> DevServer:
         server = DevServer(project_root, transport, host, port, identity_ttl,
-                           log_path=tmp_path / f"devserver-{len(servers)}.log")
+                           log_path=tmp_path / f"devserver-{len(servers)}.log", stateful=stateful)
         servers.append(server)
         server.start()
         return server

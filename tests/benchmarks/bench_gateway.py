@@ -105,7 +105,7 @@ async def overhead(transport: str, calls: int, blocks: int, tmp: Path) -> None:
         server.stop()
 
 
-async def load(containers: int, rate: float, seconds: float, tmp: Path) -> None:
+async def load(containers: int, rate: float, seconds: float, tmp: Path, warmup: float = 45) -> None:
     import docker
 
     from core.containers import ContainerManager
@@ -142,7 +142,7 @@ async def load(containers: int, rate: float, seconds: float, tmp: Path) -> None:
         alone_until = time.time()
         for agent in agents[1:]:
             await anyio.to_thread.run_sync(launch, agent)
-        await anyio.sleep(10)
+        await anyio.sleep(warmup)  # long enough for the hub's ring (10,000 events) to be full: RSS is then flat
         rss_warm, loaded_from = rss_kb(gw.proc.pid), time.time()
         await anyio.sleep(seconds)
         rss_end, loaded_until = rss_kb(gw.proc.pid), time.time()
@@ -191,10 +191,11 @@ async def main() -> None:
     parser.add_argument("--containers", type=int, default=20)
     parser.add_argument("--rate", type=float, default=10)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--warmup", type=float, default=45, help="seconds of full load before RSS is first read")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.load:
-            await load(args.containers, args.rate, args.seconds, Path(tmp))
+            await load(args.containers, args.rate, args.seconds, Path(tmp), args.warmup)
         else:
             for transport in ("streamable-http", "sse"):
                 await overhead(transport, args.calls, args.blocks, Path(tmp))

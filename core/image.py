@@ -30,7 +30,7 @@ IMAGE_DIR = Path(__file__).resolve().parent.parent / "image"
 DEFAULT_TAG: str = Settings.model_fields["image"].default
 DEFAULT_MCP_URL: str = Settings.model_fields["container_mcp_url"].default
 DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
-TMUX_SESSION = "agent"  # the entrypoint's session; `qms-panel attach` joins it
+TMUX_SESSION = "agent"  # the entrypoint's session; `qms-panel attach` and the panel's t join it
 CONTEXT_FILES = ("Dockerfile", "entrypoint.sh")
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "ftp_proxy", "all_proxy")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -42,6 +42,12 @@ _BUILDER_CHATTER = re.compile(r"^ ---> |^Removing intermediate container |^Succe
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.S)
 
 Progress = Callable[[str], None]
+
+
+def attach_argv(container: str, docker: str = "docker") -> list[str]:
+    """The command that joins ``container``'s agent session in this terminal (``docker exec -it ... tmux
+    attach``): what ``qms-panel attach`` runs and what the panel's ``t`` runs while it is suspended."""
+    return [docker, "exec", "-it", container, "tmux", "attach", "-t", TMUX_SESSION]
 
 
 class BuiltImage(BaseModel):

@@ -375,3 +375,102 @@ async def test_agents_calls_heartbeats_and_the_live_columns():
         rows = {r.doc_id: r for r in app.main.checkouts}
         assert app.main.workspace._shown_state(rows["CR-041"]) == "active"
         assert app.main.workspace._shown_state(rows["CR-043"]) == "stale"
+
+
+# --- the agents' activity ---------------------------------------------------------------------
+
+
+def waiting_update(app, *, since_s: float = 10, tool: str = "Bash(rm -rf build)"):
+    """A gateway update as the activity board will send it: lead waits for permission (a real
+    ActivityEvent; model_construct while CallsUpdate.event does not list ActivityEvent yet)."""
+    from core.gateway.calls_board import CallsUpdate
+    from core.gateway.events import ActivityEvent, Who
+
+    board = app.services.calls_board
+    lead = board.activity.agents["lead"].model_copy(update={
+        "state": "waiting", "since": scenes.ago(seconds=since_s), "waiting_tool": tool,
+        "waiting_message": "Claude needs your permission to use Bash"})
+    board.activity = board.activity.model_copy(update={"agents": {**board.activity.agents, "lead": lead}})
+    event = ActivityEvent(time=scenes.ago(seconds=since_s), who=Who(peer="172.17.0.3", agent="lead"), source="hook",
+                          name="Notification", summary="[bold]Claude needs\x1b[2J your permission",
+                          attributes={"notification_type": "permission_prompt"})
+    return CallsUpdate.model_construct(view=board.view(), event=event)
+
+
+async def test_an_agent_that_starts_to_wait_is_said_once_and_its_row_turns():
+    """lead waits for permission: one notification however often the view comes (feed, ticks),
+    its row and the pane in the attention colour, the hook's line in source 6 (safe); working
+    again clears it, and a new wait is said again."""
+    app = scenes.app()
+    async with app.run_test(size=scenes.SIZE) as pilot:
+        await scenes.settle(pilot)
+        pane = app.main.containers_pane
+        assert not pane.has_class("-waiting") and not app.notices
+        for _ in range(3):
+            app._calls(waiting_update(app))
+            app._tick()
+        await until(pilot, lambda: pane.has_class("-waiting"), "the pane's attention class")
+        asked = [(t, m) for _, t, m in app.notices]
+        assert asked == [("Permission asked", "lead waits for permission: Bash(rm -rf build) (t opens its terminal)")]
+        name, state = app.main.containers_pane._cells("lead", app.main.container_row("lead"))[:2]
+        attention = pane.get_component_rich_style("containers--waiting", partial=True)
+        assert name.plain == "⚑ lead" and name.style == attention and state.plain.startswith("waiting Bash(")
+        await until(pilot, lambda: not app.main.stream.pending, "the stream")
+        line = [ln for ln in app.main.stream.view.lines() if ln.source == "activity"][-1]
+        assert (line.agent, line.level) == ("lead", "warning") and "\x1b" not in line.summary
+        assert line.summary.startswith("Notification: [bold]Claude needs\\x1b[2J")
+
+        board = app.services.calls_board
+        board.activity = scenes.agent_activity()  # lead idle again
+        app._gateway(board.view())
+        await until(pilot, lambda: not pane.has_class("-waiting"), "the class to go")
+        app._calls(waiting_update(app, since_s=2, tool="Edit(src/x.py)"))
+        assert [m for _, _, m in app.notices][-1].startswith("lead waits for permission: Edit(src/x.py)")
+        assert len(app.notices) == 2
+
+
+async def test_a_waiting_agent_whose_container_is_not_running_shows_its_container_state():
+    app = scenes.app()
+    async with app.run_test(size=scenes.SIZE) as pilot:
+        await scenes.settle(pilot)
+        board = app.services.calls_board
+        qa = board.activity.agents["qa"].model_copy(update={"state": "waiting", "waiting_tool": "Bash"})
+        board.activity = board.activity.model_copy(update={"agents": {**board.activity.agents, "qa": qa}})
+        app._gateway(board.view())
+        await pilot.pause()
+        cells = app.main.containers_pane._cells("qa", app.main.container_row("qa"))
+        assert cells[1].plain == "exited (137)" and cells[0].plain == "qa" and not app.notices
+        assert cells[7].plain == "16k $0.52 3✗"  # usage since the container started, API errors in 10 min
+
+
+async def test_t_refuses_with_one_notice_when_there_is_nothing_to_attach_to():
+    """No terminal to hand over in a test (headless), an exited container, one not ours, none."""
+    app = scenes.app()
+    async with app.run_test(size=scenes.SIZE) as pilot:
+        await scenes.settle(pilot)
+        await pilot.press("t")  # claude runs, but this app has no terminal to give away
+        await until(pilot, lambda: len(app.notices) == 1, "the refusal")
+        assert app.notices[-1][1] == "Cannot attach here" and "qms-panel attach claude" in app.notices[-1][2]
+        for agent, title in (("tu_ui", "Nothing to attach to"), ("qa", "No terminal to open"),
+                             ("pd-scratch", "Will not attach to")):  # in row order: the cursor goes down
+            await scenes.select_container(pilot, agent)
+            before = len(app.notices)
+            await pilot.press("t")
+            await until(pilot, lambda: len(app.notices) == before + 1, f"the refusal for {agent}")
+            assert app.notices[-1][1] == title, app.notices[-1]
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_source_6_is_the_agents_activity():
+    app = scenes.app()
+    async with app.run_test(size=scenes.SIZE) as pilot:
+        await scenes.settle(pilot)
+        activity = [f"{ln.agent} {ln.summary}" for ln in app.main.stream.view.lines() if ln.source == "activity"]
+        assert "claude PreToolUse: Bash: npm test" in activity and len(activity) == 4
+        await pilot.press("6")
+        assert not any(ln.source == "activity" for ln in app.main.stream.view.lines())
+        assert "activity" not in app.main.stream.view.sources
+        await pilot.press("6")
+        assert sum(ln.source == "activity" for ln in app.main.stream.view.lines()) == 4
+    assert "container.terminal" in {a.id for a in palette("main")}
+    assert {b.key for b in bindings("main")} >= {"t", "6"}

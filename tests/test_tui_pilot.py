@@ -380,3 +380,47 @@ async def test_an_agents_call_through_the_gateway_is_in_the_stream_and_its_row(s
     finally:
         services.close()
         manager.remove("claude", remove_volume=True)
+
+
+async def test_a_waiting_agent_on_a_real_container_is_said_once_then_stopping_it_wins(panel):
+    """Over the real bundle and a real running container: the agent's activity (as the gateway's
+    activity board will hand it: real ActivityEvent and AgentActivity models, put into the real
+    calls board's view while its telemetry receiver is another change) turns the row waiting and
+    says it once; t refuses here (no terminal to hand over); the stopped container's state wins."""
+    from core.gateway.calls_board import CallsUpdate
+    from core.gateway.events import ActivityEvent, Who
+    from core.telemetry.activity import ActivityView, AgentActivity
+
+    settings, services, _ = panel
+    row = ContainerManager(settings, extra_labels=LABELS).launch("claude", command=["sleep", "3600"])
+    waits = AgentActivity(agent="claude", container=row.name, state="waiting", since=row.started_at,
+                          waiting_tool="Bash(rm -rf build)", tokens=1200, cost_usd=0.05, per_minute=[0] * 29 + [1200])
+    board_view = services.calls_board.view
+    services.calls_board.view = lambda now=None: board_view(now).model_copy(
+        update={"activity": ActivityView(agents={"claude": waits})})
+    event = ActivityEvent(time=row.started_at, who=Who(peer="172.17.0.9", agent="claude", container=row.name),
+                          source="hook", name="Notification", summary="Claude needs your permission to use Bash",
+                          attributes={"notification_type": "permission_prompt"})
+    app = make_app(settings, services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await until(pilot, lambda: app.main.container_row("claude") is not None
+                    and app.main.container_row("claude").state == "running", "claude's running row")
+        for _ in range(2):
+            app._calls(CallsUpdate.model_construct(view=services.calls_board.view(), event=event))
+        pane = app.main.containers_pane
+        await until(pilot, lambda: pane.has_class("-waiting"), "the row in the attention colour")
+        asked = [n for n in notifications(app) if n.startswith("Permission asked")]
+        assert asked == ["Permission asked: claude waits for permission: Bash(rm -rf build) (t opens its terminal)"]
+        assert "claude Notification: Claude needs your permission to use Bash" in stream_text(app, "activity")
+
+        await pilot.press("t")
+        await until(pilot, lambda: any(n.startswith("Cannot attach here") for n in notifications(app)), "the refusal")
+
+        await pilot.press("s")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", "the stop confirmation")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.main.container_row("claude").state == "exited", "the container to stop")
+        await until(pilot, lambda: not pane.has_class("-waiting"), "the container's state to win")
+        await until(pilot, lambda: "claude" not in app.main.busy, "the stop to finish")
+        assert pane._cells("claude", app.main.container_row("claude"))[1].plain.startswith("exited")

@@ -42,3 +42,7 @@ def test_logs_screen(snap_compare):
 
 def test_help_screen(snap_compare):
     check(snap_compare, "help")
+
+
+def test_an_agent_waiting_for_permission(snap_compare):
+    check(snap_compare, "permission")

@@ -39,6 +39,8 @@ ACTIONS: tuple[PanelAction, ...] = (
     PanelAction("container.start-stop", "s", "start_stop", "Start/Stop",
                 "Start, stop (asks first) or, for an agent without one, launch its container"),
     PanelAction("container.logs", "l", "logs", "Logs", "Follow the selected container's logs"),
+    PanelAction("container.terminal", "t", "terminal", "Terminal",
+                "Open the selected agent's tmux session here, to answer it (detach: Ctrl-b d brings the panel back)"),
     # documents
     PanelAction("document.checkin", "c", "checkin", "Check in",
                 "Check in the selected document on behalf of its holder (asks first)"),
@@ -73,6 +75,8 @@ ACTIONS: tuple[PanelAction, ...] = (
                 show=False),
     PanelAction("stream.beat", "5", "toggle_source('beat')", "Heartbeats",
                 "Show or hide the panel's own link heartbeats (hidden at start)", show=False),
+    PanelAction("stream.activity", "6", "toggle_source('activity')", "Agents' activity",
+                "Show or hide the agents' activity (Claude Code's telemetry and hooks)", show=False),
     PanelAction("stream.clear-filter", "escape", "clear_filter", "Clear filter", "Clear the stream's text filter",
                 scope="stream", show=False),
     PanelAction("stream.up", "up", "cursor_up", "Up", "Select the line above", scope="stream", show=False),

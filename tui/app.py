@@ -10,20 +10,23 @@ as markup.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from datetime import datetime
 from functools import partial
 from typing import Any
 
-from textual.app import App, SystemCommand
+from textual.app import App, SuspendNotSupported, SystemCommand
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from core.container_board import ContainerUpdate
 from core.engine_events import ContainerEvent, EngineBack
-from core.gateway.calls_board import CallsUpdate
+from core.gateway.calls_board import CallsUpdate, GatewayView
+from core.image import attach_argv
 from core.mcp_link import LinkState
 from core.mcp_stream import StreamEvent
 from core.notice import Notice
@@ -38,6 +41,7 @@ from tui.operations import Operations
 from tui.screens.logs import LogsScreen
 from tui.screens.main import MainScreen
 from tui.seams import PanelServices
+from tui.widgets.containers import waiting
 from tui.widgets.stream import LineMaker, Source
 
 RETIME_EVERY = 30  # ticks (seconds) between two re-derivations of the document states
@@ -69,6 +73,7 @@ class QmsPanel(App[int]):
         self.operations = Operations(services, spawn=self._spawn, show=self.show, busy=self._busy)
         self.checks = Checks(services, self.main, spawn=self._spawn, show=self.show, clock=self.clock)
         self._ticks = 0
+        self._waits: dict[str, object] = {}  # agent -> the wait for permission already announced
 
     def get_default_screen(self) -> Screen:
         return self.main
@@ -106,7 +111,7 @@ class QmsPanel(App[int]):
         if self._ticks % RETIME_EVERY == 0:
             self.services.qms_board.retime()
         if self._ticks % 5 == 0:  # calls per minute and ages move with the clock
-            self.main.gateway = self.services.calls_board.view(self.clock())
+            self._gateway(self.services.calls_board.view(self.clock()))
 
     # --- what the feeds deliver ---
 
@@ -139,10 +144,24 @@ class QmsPanel(App[int]):
         self._dropped("qms", "audit line(s) and warning(s)", update.dropped)
 
     def _calls(self, update: CallsUpdate) -> None:
-        self.main.gateway = update.view
+        self._gateway(update.view)
         line = self.lines.gateway(update.event)
         if line is not None:
             self.main.stream.push(line)
+
+    def _gateway(self, view: GatewayView) -> None:
+        """Show the gateway's view; an agent that starts to wait for permission is said once a wait."""
+        self.main.gateway = view
+        for agent, activity in view.activity.agents.items():
+            if not waiting(activity, self.main.container_row(agent)):
+                self._waits.pop(agent, None)
+                continue
+            wait = (activity.since, activity.waiting_tool, activity.waiting_message)
+            if self._waits.get(agent) != wait:
+                self._waits[agent] = wait
+                what = activity.waiting_tool or activity.waiting_message or "a tool"
+                self.show(Notice(title="Permission asked", message=f"{agent} waits for permission: {what} "
+                                 "(t opens its terminal)", severity="warning"))
 
     def _dropped(self, source: Source, what: str, count: int) -> None:
         if count:
@@ -192,6 +211,29 @@ class QmsPanel(App[int]):
 
         self.push_screen(screen, lambda _: self.workers.cancel_group(self, "logs"))
         self.run_worker(follow, name=f"logs of {agent}", group="logs", exclusive=True, exit_on_error=False)
+
+    def open_terminal(self, agent: str, container: str) -> None:
+        """Suspend the panel and run what ``qms-panel attach`` runs, on this terminal; back on detach.
+
+        The docker CLI owns the terminal meanwhile (the panel's loop waits: it draws nothing then)."""
+        docker = shutil.which("docker")
+        if docker is None:
+            self.show(Notice(title="Cannot attach", message="the docker CLI is not on PATH (t runs `docker exec -it`)",
+                             severity="warning"))
+            return
+        try:
+            with self.suspend():
+                code = subprocess.call(attach_argv(container, docker))
+        except SuspendNotSupported:
+            self.show(Notice(title="Cannot attach here", message=f"this panel has no terminal to hand over; run "
+                             f"`qms-panel attach {agent}` in a terminal", severity="warning"))
+            return
+        except OSError as exc:
+            self.show(Notice(title="Cannot attach", message=f"{agent}: {exc}", severity="error"))
+            return
+        if code:
+            self.show(Notice(title="Attach ended", message=f"docker exec into {container} exited with {code}",
+                             severity="warning"))
 
     # --- notifications: the one way text reaches the operator's toasts ---
 

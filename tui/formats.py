@@ -104,3 +104,29 @@ def safe_rich(content: str | Text, style: str = "") -> Text:
             part.stylize(span.style)
         clean.append_text(part)
     return clean
+
+
+def count(n: int | None) -> str:
+    """``812``, ``4.2k``, ``41k``, ``1.3M``; ``—`` for None."""
+    if n is None:
+        return "—"
+    for unit, scale in (("M", 1_000_000), ("k", 1_000)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+    return str(n)
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[int], width: int | None = None) -> str:
+    """``values`` (oldest first) as block characters, ``width`` wide (neighbours summed; default one
+    each). Zero is the lowest block, anything above it at least the second, the largest the full one."""
+    if width and values and width < len(values):
+        step = len(values) / width
+        values = [sum(values[int(i * step):int((i + 1) * step)]) for i in range(width)]
+    top = max(values, default=0)
+    if top <= 0:
+        return SPARKS[0] * len(values)
+    return "".join(SPARKS[0] if v <= 0 else SPARKS[max(1, round(v / top * (len(SPARKS) - 1)))] for v in values)

@@ -35,7 +35,8 @@ from core.container_board import ContainersView, ContainerUpdate, EngineView
 from core.containers import ContainerRow
 from core.doctor import DoctorReport, ProbeResult
 from core.engine_events import ContainerEvent, EngineBack, EngineLost
-from core.gateway.calls_board import CallsBoard
+from core.gateway.calls_board import CallsBoard, CallsUpdate, GatewayView
+from core.gateway.events import ActivityEvent as AgentEvent
 from core.gateway.events import GatewayState, McpEvent, PeerEvent, Who
 from core.layout import Access
 from core.mcp_link import LinkState
@@ -45,6 +46,7 @@ from core.qms_ops import FileFacts, OpOutcome
 from core.qms_state import CheckoutRow, InboxTask, QmsSnapshot, RowState, WorkspaceFile
 from core.qms_watch import ActivityEvent
 from core.settings import Settings
+from core.telemetry.activity import ActivityView, AgentActivity
 from tui.app import QmsPanel, make_app
 
 NOW = datetime(2026, 11, 27, 14, 30, 0, tzinfo=UTC)
@@ -265,6 +267,71 @@ def gateway_events() -> list[Any]:
     ]
 
 
+def agent_activity(*, lead_waits: bool = False) -> ActivityView:
+    """What the activity board makes of the agents' telemetry: claude works (tokens every minute),
+    lead is idle at its prompt or waits for permission, qa's container died with API errors."""
+    burst = [0] * 12 + [1200, 3400, 2100, 0, 0, 800, 5200, 7400, 6100, 2300, 0, 0, 1900, 4400, 8800, 9600, 7200, 3100]
+    lead = AgentActivity(agent="lead", container="qms-agent-lead", state="idle", since=ago(minutes=6),
+                         last_tool="Read", last_tool_at=ago(minutes=6, seconds=20), last_event_at=ago(minutes=6),
+                         tokens=8900, cost_usd=0.21, tokens_today=8900, cost_usd_today=0.21,
+                         per_minute=[0] * 22 + [600, 2100, 900] + [0] * 5)
+    if lead_waits:
+        lead = lead.model_copy(update={
+            "state": "waiting", "since": ago(seconds=25), "waiting_tool": "Bash(rm -rf build)",
+            "waiting_message": "Claude needs your permission to use Bash", "last_tool": "Bash",
+            "last_tool_at": ago(seconds=26), "last_event_at": ago(seconds=25)})
+    return ActivityView(agents={
+        "claude": AgentActivity(agent="claude", container="qms-agent-claude", state="working", since=ago(seconds=40),
+                                last_tool="Bash", last_tool_at=ago(seconds=8), last_event_at=ago(seconds=2),
+                                tokens=41234, cost_usd=1.23, tokens_today=120400, cost_usd_today=3.41,
+                                per_minute=burst),
+        "lead": lead,
+        "qa": AgentActivity(agent="qa", container="qms-agent-qa", state="working", since=ago(minutes=6),
+                            last_tool="Edit", last_tool_at=ago(minutes=5, seconds=10), last_event_at=ago(minutes=5),
+                            tokens=15800, cost_usd=0.52, tokens_today=15800, cost_usd_today=0.52, api_errors_10m=3,
+                            per_minute=[0] * 20 + [900, 1500, 400, 2000, 1100] + [0] * 5),
+    })
+
+
+def activity_events(*, lead_waits: bool = False) -> list[AgentEvent]:
+    """What the agents said about themselves on the gateway's feed (telemetry and hooks)."""
+    def said(secs: float, agent: str, source: str, name: str, summary: str, **attributes: str) -> AgentEvent:
+        return AgentEvent(time=ago(seconds=secs), who=Who(peer=f"172.17.0.{2 + AGENTS.index(agent)}", agent=agent,
+                                                          container=f"qms-agent-{agent}"),
+                          source=source, name=name, summary=summary, attributes=attributes)
+
+    events = [
+        said(330, "qa", "otlp-log", "claude_code.api_error", "529 overloaded (attempt 3)", status_code="529"),
+        said(360, "lead", "hook", "Stop", "at the prompt"),
+        said(8, "claude", "hook", "PreToolUse", "Bash: npm test", tool_name="Bash"),
+        said(3, "claude", "otlp-log", "claude_code.api_request", "claude-sonnet-4 1,840 tokens $0.03 2.1 s"),
+    ]
+    if lead_waits:
+        events.append(said(25, "lead", "hook", "Notification", "Claude needs your permission to use Bash",
+                           notification_type="permission_prompt"))
+    return events
+
+
+class SceneCallsBoard(CallsBoard):
+    """The real calls board over the scene's feed, with the activity board's view fixed (its
+    telemetry receiver is another part); activity events pass through to the stream."""
+
+    def __init__(self, timeline: "Timeline", activity: ActivityView) -> None:
+        super().__init__(lambda: FakeFeedClient(timeline), now=lambda: NOW)
+        self.timeline = timeline
+        self.activity = activity
+
+    def view(self, now: datetime | None = None) -> GatewayView:
+        view = super().view(now)
+        view.activity = self.activity
+        return view
+
+    async def follow(self) -> AsyncIterator[CallsUpdate]:
+        async for event in FakeFeedClient(self.timeline).events():
+            self.apply(event)
+            yield CallsUpdate.model_construct(view=self.view(), event=event)  # an ActivityEvent too
+
+
 class FakeFeedClient:
     """The gateway's feed, played from the scene's timeline."""
 
@@ -458,7 +525,7 @@ class SceneServices:
     containers: FakeContainers
     container_board: FakeContainerBoard
     qms_board: FakeQmsBoard
-    calls_board: CallsBoard
+    calls_board: SceneCallsBoard
     link: FakeLink
     stream: FakeStream
     ops: FakeOps
@@ -487,7 +554,7 @@ class SceneServices:
         pass
 
 
-def services(*, engine: bool = True, link_lost: bool = False) -> SceneServices:
+def services(*, engine: bool = True, link_lost: bool = False, lead_waits: bool = False) -> SceneServices:
     rows = container_rows()
     entries: list[tuple[datetime, str, Any]] = []
     if engine:
@@ -500,7 +567,7 @@ def services(*, engine: bool = True, link_lost: bool = False) -> SceneServices:
     entries += [(state.since, "link", state) for state in states]
     entries += [(ev.time, "mcp", ev) for ev in mcp_events() if not (link_lost and ev.time > link_down().since)]
     entries += [(ev.time, "qms", ev) for ev in activity()]
-    entries += [(ev.time, "gateway", ev) for ev in gateway_events()]
+    entries += [(ev.time, "gateway", ev) for ev in gateway_events() + activity_events(lead_waits=lead_waits)]
     timeline = Timeline(entries)
     return SceneServices(
         settings=settings(),
@@ -508,7 +575,7 @@ def services(*, engine: bool = True, link_lost: bool = False) -> SceneServices:
         containers=FakeContainers(rows),
         container_board=FakeContainerBoard(timeline),
         qms_board=FakeQmsBoard(timeline, snapshot()),
-        calls_board=CallsBoard(lambda: FakeFeedClient(timeline), now=lambda: NOW),
+        calls_board=SceneCallsBoard(timeline, agent_activity(lead_waits=lead_waits)),
         link=FakeLink(timeline),
         stream=FakeStream(timeline),
         ops=FakeOps(),
@@ -588,7 +655,7 @@ async def _stuck(pilot: Pilot) -> None:
     await select_document(pilot, "SOP-004")
 
 
-async def _drift(pilot: Pilot) -> None:
+async def _lead(pilot: Pilot) -> None:
     await select_container(pilot, "lead")
 
 
@@ -596,7 +663,9 @@ SCENES: dict[str, Scene] = {s.name: s for s in (
     Scene("main", "the main screen, everything up", app),
     Scene("docker-down", "the Docker engine unreachable", lambda: app(services(engine=False))),
     Scene("mcp-down", "the MCP link down", lambda: app(services(link_lost=True))),
-    Scene("drift", "lead's container drifted from the access matrix", app, _drift),
+    Scene("drift", "lead's container drifted from the access matrix", app, _lead),
+    Scene("permission", "lead waits for permission: its row in the attention colour, its detail line",
+          lambda: app(services(lead_waits=True))),
     Scene("stuck-document", "an orphaned document selected", app, _stuck),
     Scene("checkin-confirm", "the checkin confirmation", app, _stuck, ("c",)),
     Scene("logs", "the logs screen of claude", app, None, ("l",)),

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 from core.errors import ContainerNotFound, ContainerNotRunning, EngineError, EnginePermissionDenied, EngineUnreachable
-from core.image import TMUX_SESSION
+from core.image import attach_argv
 from core.settings import check_agent_id
 from tui.cli_common import settings_from_args
 
@@ -23,10 +23,6 @@ HELP = "attach this terminal to an agent's tmux session (detach: Ctrl-b d)"
 def add_arguments(parser) -> None:
     parser.add_argument("agent", metavar="AGENT", help="agent id, e.g. claude")
     parser.add_argument("--json", action="store_true", help="report errors as JSON (success attaches)")
-
-
-def attach_command(container: str) -> list[str]:
-    return ["docker", "exec", "-it", container, "tmux", "attach", "-t", TMUX_SESSION]
 
 
 def run(args) -> int:
@@ -44,7 +40,7 @@ def run(args) -> int:
     if not sys.stdin.isatty():
         raise EngineError("attach needs a terminal (stdin is not a TTY)", title="Cannot attach")
     sys.stdout.flush()
-    os.execvp(docker, attach_command(container))
+    os.execvp(docker, attach_argv(container, docker))
     return 1  # pragma: no cover - execvp does not return
 
 

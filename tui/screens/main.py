@@ -200,6 +200,18 @@ class MainScreen(Screen[None]):
             return
         self.app.open_logs(agent, row.name)
 
+    def action_terminal(self) -> None:
+        """Hand this terminal to the selected agent's tmux session (the app suspends meanwhile)."""
+        found = self._need_container("attach to")
+        if not found:
+            return
+        agent, row = found
+        if row.state != "running":
+            self.notify(f"{row.name} is {row.state}: its session runs only while the container runs (s starts it).",
+                        title="No terminal to open", severity="warning", markup=False)
+            return
+        self.app.open_terminal(agent, row.name)
+
     # --- documents ---
 
     def _need_link(self, doing: str) -> bool:

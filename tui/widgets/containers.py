@@ -1,20 +1,32 @@
-"""The containers pane: one row per agent, what state its container is in, and whether it reaches MCP."""
+"""The containers pane: one row per agent, what state its container is in, whether it reaches MCP,
+its calls through the gateway, and what the agent is doing (Claude Code's telemetry and hooks).
+
+The STATE column says the container's state while it is not running; while it runs, what the agent
+does (working, waiting, idle, stopped: :mod:`core.telemetry.activity`) and its tool. An agent that
+waits for permission has its row in the attention colour (``containers--waiting``, not the amber
+of failing calls). A line under the table tells the selected agent's activity in full (today's
+tokens and cost, API errors, tokens a minute over half an hour); the per-agent sparkline column
+shows only when the pane is wide enough for it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
+from rich.style import Style
 from rich.text import Text
+from textual import events
+from textual.app import ComposeResult
 from textual.message import Message
 from textual.reactive import var
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
 from core.container_board import EngineView
 from core.containers import ContainerRow
 from core.doctor import ProbeResult
 from core.gateway.calls_board import AgentCalls, GatewayView
-from tui.formats import age, plain
+from core.telemetry.activity import AgentActivity
+from tui.formats import age, count, plain, short, sparkline
 from tui.widgets.pane import Pane
 
 STATE_STYLE = {
@@ -28,12 +40,38 @@ STATE_STYLE = {
 }
 
 
-def state_cell(row: ContainerRow | None, busy: str | None, engine_up: bool = True) -> Text:
+ACTIVITY_STYLE = {"working": "bold green", "idle": "green", "stopped": "yellow"}  # waiting: the pane's own
+STATE_WIDTH = 16
+SPARK_WIDTH = 10  # the sparkline column: 30 minutes, three a cell
+
+
+def waiting(activity: AgentActivity | None, row: ContainerRow | None) -> bool:
+    """The agent waits for the operator's permission (and its container runs: else its state wins)."""
+    return activity is not None and activity.state == "waiting" and row is not None and row.state == "running"
+
+
+def shown_state(row: ContainerRow | None, activity: AgentActivity | None) -> str | None:
+    """The activity state the STATE column shows: only while the container runs, and once heard."""
+    if row is None or row.state != "running" or activity is None or activity.state == "unknown":
+        return None
+    return activity.state
+
+
+def state_cell(row: ContainerRow | None, busy: str | None, engine_up: bool = True,
+               activity: AgentActivity | None = None, attention: str | Style = "bold magenta") -> Text:
+    """The container's state, or while it runs what the agent does and its tool (``working Bash``)."""
     if busy:
         return Text(f"⟳ {busy}", style="bold yellow")
     if row is None:
         return Text("not created" if engine_up else "unknown", style="dim")
     state = row.state
+    doing = shown_state(row, activity)
+    if doing is not None and activity is not None:
+        tool = activity.waiting_tool if doing == "waiting" else activity.last_tool
+        text = Text(doing, style=attention if doing == "waiting" else ACTIVITY_STYLE.get(doing, ""))
+        if tool:
+            text.append(" " + short(tool, STATE_WIDTH - len(doing) - 1), style=attention if doing == "waiting" else "dim")
+        return text
     text = Text(state, style=STATE_STYLE.get(state, ""))
     if state == "exited" and row.exit_code is not None:
         text.append(f" ({row.exit_code})", style="red")
@@ -70,11 +108,80 @@ def calls_cells(calls: AgentCalls | None, now: datetime | None) -> tuple[Text, T
     return last, counts
 
 
+def usage_cell(activity: AgentActivity | None) -> Text:
+    """Tokens and cost since the container started (``41k $1.23``), then API errors in ten minutes."""
+    if activity is None or not (activity.tokens or activity.cost_usd or activity.api_errors_10m):
+        return Text("—", style="dim")
+    text = Text(f"{count(activity.tokens)} {cost(activity.cost_usd)}")
+    if activity.api_errors_10m:
+        text.append(f" {activity.api_errors_10m}✗", style="bold red")
+    return text
+
+
+def cost(usd: float) -> str:
+    return f"${usd:.2f}" if usd < 100 else f"${usd:.0f}"
+
+
+def spark_cell(activity: AgentActivity | None, width: int = SPARK_WIDTH) -> Text:
+    if activity is None or not any(activity.per_minute):
+        return Text("—", style="dim")
+    return Text(sparkline(activity.per_minute, width), style="cyan")
+
+
+def detail_text(agent: str | None, row: ContainerRow | None, activity: AgentActivity | None,
+                now: datetime | None, attention: str | Style = "bold magenta") -> Text:
+    """One line on the selected agent's activity: its state, tool, tokens and cost (since its
+    container started, and today), API errors."""
+    if agent is None:
+        return Text()
+    if activity is None or (activity.state == "unknown" and activity.last_event_at is None):
+        return Text.assemble(plain(agent, "bold"), (": nothing heard from its telemetry yet", "dim"))
+    ago = (lambda t: f" {age(now - t)}" if now and t else "")
+    doing = shown_state(row, activity) or (row.state if row is not None and row.state != "running" else activity.state)
+    style = attention if doing == "waiting" else ACTIVITY_STYLE.get(doing, STATE_STYLE.get(doing, ""))
+    text = Text.assemble(plain(agent, "bold"), " ", (doing, style), (ago(activity.since), "dim"))
+    if activity.last_tool:
+        text.append(" · last tool ", style="dim")
+        text.append_text(plain(activity.last_tool))
+        text.append(f"{ago(activity.last_tool_at)} ago" if now and activity.last_tool_at else "", style="dim")
+    text.append(" · ", style="dim")
+    text.append(f"{count(activity.tokens)} tokens {cost(activity.cost_usd)}")
+    text.append(" since start · today ", style="dim")
+    text.append(f"{count(activity.tokens_today)} {cost(activity.cost_usd_today)}")
+    if activity.api_errors_10m:
+        text.append(f" · {activity.api_errors_10m} API error(s) in 10 min", style="bold red")
+    return text
+
+
+def wait_text(agent: str, activity: AgentActivity, attention: str | Style = "bold magenta") -> Text:
+    """What a waiting agent asks for, and how to answer it."""
+    text = Text.assemble(plain(f"⚑ {agent} waits for permission: {activity.waiting_tool or 'a tool'}", attention))
+    if activity.waiting_message:
+        text.append(" · ", style="dim")
+        text.append_text(plain(activity.waiting_message))
+    text.append(" · t on its row opens its terminal", style="dim")
+    return text
+
+
+def spark_text(activity: AgentActivity | None) -> Text:
+    if activity is None:
+        return Text()
+    return Text.assemble(("tokens a minute, last 30 min ", "dim"), spark_cell(activity, len(activity.per_minute)))
+
+
 class ContainersPane(Pane):
     """Rows are :class:`core.containers.ContainerRow`; agents with no container show as not created."""
 
-    COLUMNS = (("AGENT", 9), ("STATE", 11), ("UP", 5), ("RST", 3), ("MCP", 8), ("LAST CALL", 14), ("CALLS", 7),
-               ("INBOX", 5), ("OURS", 4))
+    COLUMNS = (("AGENT", 9), ("STATE", STATE_WIDTH), ("UP", 5), ("RST", 3), ("MCP", 8), ("LAST CALL", 14),
+               ("CALLS", 7), ("USAGE", 12), ("INBOX", 5), ("OURS", 4))
+    WIDE_COLUMNS = (*COLUMNS[:8], ("TOK/30M", SPARK_WIDTH), *COLUMNS[8:])
+    COMPONENT_CLASSES = {"containers--waiting"}
+
+    DEFAULT_CSS = """
+    ContainersPane > .containers--waiting { color: #ff5fd7; text-style: bold; }
+    ContainersPane.-waiting { border: round #ff5fd7; }
+    ContainersPane > #containers-detail { height: 2; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    """
 
     rows: var[list[ContainerRow]] = var(list)
     agents: var[list[str]] = var(list)  # configured agent ids (shown even without a container)
@@ -94,6 +201,23 @@ class ContainersPane(Pane):
     def __init__(self, **kwargs) -> None:
         super().__init__("Containers", **kwargs)
         self._announced: str | None = None
+        self._wide = False
+
+    def compose(self) -> ComposeResult:
+        yield from super().compose()
+        yield Static(id="containers-detail")
+
+    @staticmethod
+    def width_of(columns) -> int:
+        """The pane's width that shows ``columns`` whole (cell padding and the border)."""
+        return sum(width + 2 for _, width in columns) + 2
+
+    def on_resize(self, event: events.Resize) -> None:
+        wide = event.size.width + 2 >= self.width_of(self.WIDE_COLUMNS)  # size: inside the border
+        if wide != self._wide:
+            self._wide = wide
+            self.table.set_columns(self.WIDE_COLUMNS if wide else self.COLUMNS)
+            self._schedule()
 
     watch_rows = watch_agents = watch_probes = watch_inbox = watch_busy = Pane._schedule
     watch_engine = watch_now = watch_gateway = Pane._schedule
@@ -117,6 +241,9 @@ class ContainersPane(Pane):
             if not r.agent:
                 rows.append((r.name, self._cells(r.name, r)))
         self.table.replace_rows(rows)
+        self.set_class(any(waiting(self.gateway.activity.agents.get(a), by_agent.get(a)) for a in order),
+                       "-waiting")
+        self._update_detail()
         self._update_notice()
         self.set_class(self.engine.status == "down", "-stale")
         self._announce()
@@ -128,18 +255,39 @@ class ContainersPane(Pane):
         managed = "—" if row is None else ("yes" if row.managed else Text("no", style="bold yellow"))
         inbox = self.inbox.get(agent)
         calls = self.gateway.agents.get(agent)
+        activity = self.gateway.activity.agents.get(agent) if row is None or row.agent else None
         failing = calls is not None and calls.failing
-        name_style = "bold yellow" if failing else "bold" if row is not None else "dim"
+        attention = self.get_component_rich_style("containers--waiting", partial=True)
+        if waiting(activity, row):
+            name = Text("⚑ " + agent, style=attention)
+        else:
+            name = Text(("⚠ " if failing else "") + agent,
+                        style="bold yellow" if failing else "bold" if row is not None else "dim")
         return (
-            Text(("⚠ " if failing else "") + agent, style=name_style),
-            state_cell(row, busy, self.engine.up),
+            name,
+            state_cell(row, busy, self.engine.up, activity, attention),
             uptime,
             str(row.restart_count) if row is not None else "—",
             mcp_cell(row, self.probes.get(agent)),
             *calls_cells(calls, self.now),
+            usage_cell(activity),
+            *((spark_cell(activity),) if self._wide else ()),
             str(inbox) if inbox else ("0" if inbox == 0 else "—"),
             managed,
         )
+
+    def _update_detail(self) -> None:
+        """The selected agent's activity; under it the first agent that waits for permission (any
+        row), else the selected agent's tokens a minute."""
+        agent = self.selected_agent
+        row = self.row(agent)
+        agents = self.gateway.activity.agents
+        activity = agents.get(agent) if agent else None
+        attention = self.get_component_rich_style("containers--waiting", partial=True)
+        waits = next(((a, act) for a, act in agents.items() if waiting(act, self.row(a))), None)
+        second = wait_text(*waits, attention) if waits else spark_text(activity)
+        self.query_one("#containers-detail", Static).update(
+            Text("\n").join([detail_text(agent, row, activity, self.now, attention), second]))
 
     def _update_notice(self) -> None:
         engine = self.engine
@@ -166,6 +314,7 @@ class ContainersPane(Pane):
         agent = self.selected_agent
         if agent != self._announced:
             self._announced = agent
+            self._update_detail()
             self.post_message(self.Selected(agent))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -31,9 +31,22 @@ class PaneTable(DataTable):
         super().__init__(cursor_type="row", zebra_stripes=False, show_cursor=True, **kwargs)
         self._columns = columns
         self._shown: list[tuple[str, tuple]] = []
+        self._keep: str | None = None  # the selected key across a change of columns
 
     def on_mount(self) -> None:
         for label, width in self._columns:
+            self.add_column(label, width=width, key=label)
+
+    def set_columns(self, columns: Sequence[tuple[str, int | None]]) -> None:
+        """Show ``columns`` instead; the rows go with the old ones (replace them next), the cursor's
+        key is kept for them."""
+        if list(columns) == list(self._columns):
+            return
+        self._keep = self.selected_key
+        self._columns = columns
+        self._shown = []
+        self.clear(columns=True)
+        for label, width in columns:
             self.add_column(label, width=width, key=label)
 
     @property
@@ -57,7 +70,7 @@ class PaneTable(DataTable):
                         self.update_cell(key, label, cell)
             self._shown = new
             return
-        keep = self.selected_key
+        keep = self.selected_key if self._shown else self._keep
         self._shown = new
         self.clear()
         for key, cells in new:

@@ -1,4 +1,5 @@
-"""The live stream: MCP messages, Docker events and QMS audit activity, one line each.
+"""The live stream: the agents' calls and activity, MCP messages, Docker events and QMS audit
+activity, one line each.
 
 Lines arrive in bursts (a busy link sends a thousand messages a second), so the view draws only
 the rows on screen (the Line API) from a bounded buffer, and the pane hands it lines in batches:
@@ -32,16 +33,18 @@ from textual.widgets import Input, Static
 from core.action_log import ActionRecord, SkippedLine
 from core.safe_text import safe_line
 from core.engine_events import EngineBack, EngineEvent, EngineLost
+from core.gateway.events import ActivityEvent as AgentEvent
 from core.gateway.events import FeedGap, GatewayState, McpEvent, PeerEvent, event_line, who_name
 from core.mcp_stream import StreamEvent
 from core.qms_watch import ActivityEvent
 from tui.actions import bindings
 from tui.formats import clock_time, short
 
-Source = Literal["agents", "mcp", "docker", "qms", "ops", "beat"]
-SOURCES: tuple[Source, ...] = ("agents", "mcp", "docker", "qms", "beat")  # the toggle keys 1..5, in order
+Source = Literal["agents", "mcp", "docker", "qms", "ops", "beat", "activity"]
+SOURCES: tuple[Source, ...] = ("agents", "mcp", "docker", "qms", "beat", "activity")  # the toggle keys 1..6
 OPS: Source = "ops"  # the operator's actions, from the action log (shown; no toggle key yet)
 HIDDEN: frozenset[str] = frozenset({"beat"})  # the panel's own link heartbeats: shown with their key
+SOURCE_WIDTH = max(len(s) for s in (*SOURCES, OPS)) + 1  # the source column
 DEFAULT_MAXLEN = 5000
 FLUSHES_PER_SECOND = 20
 
@@ -106,9 +109,12 @@ class LineMaker:
         return StreamLine(self._next(), ev.time, "beat" if beat else "mcp", "panel" if beat else agent,
                           f"{arrow} {ev.summary}", payload, level)
 
-    def gateway(self, ev: McpEvent | PeerEvent | GatewayState | FeedGap | None) -> StreamLine | None:
-        """From the gateway's feed: an agent's call (its answer carries the request), a peer, the
-        gateway's state or a gap; None for what the answer line already says (the request)."""
+    def gateway(self, ev: McpEvent | PeerEvent | GatewayState | AgentEvent | FeedGap | None) -> StreamLine | None:
+        """From the gateway's feed: an agent's call (its answer carries the request), a peer, what an
+        agent said about itself (:meth:`activity`), the gateway's state or a gap; None for what the
+        answer line already says (the request)."""
+        if isinstance(ev, AgentEvent):
+            return self.activity(ev)
         if ev is None or (isinstance(ev, McpEvent) and (ev.direction == "in" or ev.outcome is None)):
             return None
         payload = ev.model_dump(mode="json")
@@ -121,6 +127,15 @@ class LineMaker:
                               "warning" if failed else "info")
         level = "warning" if isinstance(ev, FeedGap) or ev.upstream_state == "down" else "info"
         return StreamLine(self._next(), ev.time, "agents", "gateway", safe_line(event_line(ev)), payload, level)
+
+    def activity(self, ev: AgentEvent) -> StreamLine:
+        """From a :class:`core.gateway.events.ActivityEvent` (telemetry or a hook): its own source,
+        the agent first; a warning for an API error or a permission prompt."""
+        name = who_name(ev.who)
+        kind = ev.attributes.get("notification_type", "")
+        warn = "error" in ev.name.casefold() or kind == "permission_prompt"
+        return StreamLine(self._next(), ev.time, "activity", safe_line(name), safe_line(event_line(ev)[len(name):].lstrip()),
+                          ev.model_dump(mode="json"), "warning" if warn else "info")
 
     def docker(self, ev: EngineEvent) -> StreamLine:
         """From a :mod:`core.engine_events` event (container event, engine lost, engine back)."""
@@ -174,7 +189,7 @@ class StreamView(ScrollView, can_focus=True):
     BINDINGS = bindings("stream")
 
     COMPONENT_CLASSES = {
-        "stream--time", "stream--agents", "stream--mcp", "stream--docker", "stream--qms", "stream--ops", "stream--beat",
+        "stream--time", "stream--agents", "stream--activity", "stream--mcp", "stream--docker", "stream--qms", "stream--ops", "stream--beat",
         "stream--agent",
         "stream--cursor", "stream--quiet", "stream--warning", "stream--error",
     }
@@ -183,6 +198,7 @@ class StreamView(ScrollView, can_focus=True):
     StreamView { height: 1fr; overflow-x: hidden; background: transparent; padding: 0 1; }
     StreamView > .stream--time { color: $text-muted; }
     StreamView > .stream--agents { color: $warning-lighten-1; text-style: bold; }
+    StreamView > .stream--activity { color: $secondary-lighten-2; text-style: bold; }
     StreamView > .stream--mcp { color: $accent; text-style: bold; }
     StreamView > .stream--beat { color: $text-muted; }
     StreamView > .stream--docker { color: $primary; text-style: bold; }
@@ -261,7 +277,12 @@ class StreamView(ScrollView, can_focus=True):
         self._resize()
         if self.following:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+            self.call_after_refresh(self._follow_end)  # the new size may not be laid out yet
         self.refresh()
+
+    def _follow_end(self) -> None:
+        if self.following:
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
 
     def set_filter(self, needle: str | None = None, sources: Iterable[str] | None = None) -> None:
         if needle is not None:
@@ -322,9 +343,9 @@ class StreamView(ScrollView, can_focus=True):
         text_style = style(f"stream--{line.level}") if line.level != "info" else Style()
         segments = [
             Segment(clock_time(line.time, self.tz).ljust(9), style("stream--time")),
-            Segment(line.source.ljust(7), style(f"stream--{line.source}")),
+            Segment(line.source.ljust(SOURCE_WIDTH), style(f"stream--{line.source}")),
             Segment(short(line.agent, 10).ljust(11), style("stream--agent")),
-            Segment(short(line.summary, max(width - 27, 1)), text_style),
+            Segment(short(line.summary, max(width - 20 - SOURCE_WIDTH, 1)), text_style),
         ]
         strip = Strip(segments).adjust_cell_length(width).apply_style(base)
         if cursor:

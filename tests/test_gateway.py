@@ -73,32 +73,18 @@ def test_the_server_sees_the_containers_identity_headers(sample_project, devserv
     assert "forged" not in log
 
 
-def test_peers_that_are_not_this_projects_containers_are_refused(sample_project, tmp_path, devserver_factory,
-                                                                 gateway_factory, test_image, unique_prefix,
-                                                                 docker_client):
+def test_peers_that_are_not_this_projects_containers_are_refused(sample_project, devserver_factory,
+                                                                 gateway_factory, strangers):
     server = devserver_factory(sample_project, transport="streamable-http")
     gw = gateway_factory(sample_project, server.url)
-    other_root = tmp_path / "other" / "pipe-dream"
-    (other_root / "QMS").mkdir(parents=True)
-    other = ContainerManager(Settings(project_root=other_root, image=test_image, container_prefix=unique_prefix + "o-"),
-                             client=docker_client, extra_labels={TEST_LABEL: "1"})
-    other_row = other.launch("claude", command=["sleep", "3600"])
-    plain = docker_client.containers.run(test_image, ["sleep", "3600"], name=unique_prefix + "plain", detach=True,
-                                         labels={TEST_LABEL: "1"},
-                                         extra_hosts={"host.docker.internal": "host-gateway"})
-    try:
-        body = call_body("qms_inbox", user="claude")
-        refused_other = container_post(other, other_row.name, gw.port, body)
-        refused_plain = container_post(other, plain.name, gw.port, body)
-        for done in (refused_other, refused_plain):
-            assert "403" in done.output and "Checked" not in done.output and "Inbox" not in done.output, done.output
-        reasons = [e["reason"] for e in gw.events() if e.get("kind") == "peer" and e["state"] == "refused"]
-        assert any("belongs to the qms-panel project at" in r and str(other_root) in r for r in reasons), reasons
-        assert any("was not made by qms-panel" in r for r in reasons), reasons
-        assert not server_saw(server, "claude")
-    finally:
-        other.remove("claude", remove_volume=True)
-        plain.remove(force=True)
+    body = call_body("qms_inbox", user="claude")
+    for name in strangers.names:
+        done = container_post(strangers.manager, name, gw.port, body)
+        assert "403" in done.output and "Checked" not in done.output and "Inbox" not in done.output, done.output
+    reasons = [e["reason"] for e in gw.events() if e.get("kind") == "peer" and e["state"] == "refused"]
+    assert any("belongs to the qms-panel project at" in r and str(strangers.root) in r for r in reasons), reasons
+    assert any("was not made by qms-panel" in r for r in reasons), reasons
+    assert not server_saw(server, "claude")
 
 
 def test_a_second_container_for_the_same_agent_is_refused(sample_project, devserver_factory, gateway_factory,

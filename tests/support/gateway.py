@@ -9,6 +9,7 @@ bare streamable-HTTP ``tools/call`` as the real server accepts it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -47,6 +48,7 @@ class GatewayProcess:
         self.project_root, self.upstream_url, self.state_dir = project_root, upstream_url, state_dir
         self.listen = listen
         self.feed_listen = f"127.0.0.1:{free_port()}"
+        self.telemetry_listen = f"{listen.rsplit(':', 1)[0]}:{free_port()}"  # never 4318: tests run side by side
         self.allow_host, self.call_timeout, self.extra = allow_host, call_timeout, extra or []
         self.proc: subprocess.Popen | None = None
         self.output = Path(tempfile.mkstemp(prefix="qms-gateway-", suffix=".out")[1])
@@ -62,6 +64,7 @@ class GatewayProcess:
     def flags(self) -> list[str]:
         return ["--project-root", str(self.project_root), "--upstream-url", self.upstream_url,
                 "--gateway-listen", self.listen, "--feed-listen", self.feed_listen, "--state-dir", str(self.state_dir),
+                "--telemetry-listen", self.telemetry_listen,
                 "--gateway-allow-host", "true" if self.allow_host else "false", "--call-timeout", self.call_timeout,
                 *self.extra]
 
@@ -117,6 +120,36 @@ def gateway_factory(tmp_path):
     for gw in made:
         gw.stop()
         gw.output.unlink(missing_ok=True)
+
+
+@dataclasses.dataclass
+class Strangers:
+    """Two containers the gateway must refuse: one of another qms-panel project (``manager``'s,
+    its root ``root``), one qms-panel never made. ``names`` are theirs; ``manager`` can exec in both."""
+    manager: object
+    root: Path
+    names: list[str]
+
+
+@pytest.fixture
+def strangers(tmp_path, test_image, unique_prefix, docker_client):
+    from core.containers import ContainerManager
+    from core.settings import Settings
+    from support.docker_env import TEST_LABEL
+
+    other_root = tmp_path / "other" / "pipe-dream"
+    (other_root / "QMS").mkdir(parents=True)
+    other = ContainerManager(Settings(project_root=other_root, image=test_image, container_prefix=unique_prefix + "o-"),
+                             client=docker_client, extra_labels={TEST_LABEL: "1"})
+    other_row = other.launch("claude", command=["sleep", "3600"])
+    plain = docker_client.containers.run(test_image, ["sleep", "3600"], name=unique_prefix + "plain", detach=True,
+                                         labels={TEST_LABEL: "1"},
+                                         extra_hosts={"host.docker.internal": "host-gateway"})
+    try:
+        yield Strangers(manager=other, root=other_root, names=[other_row.name, plain.name])
+    finally:
+        other.remove("claude", remove_volume=True)
+        plain.remove(force=True)
 
 
 def call_body(tool: str, request_id: int = 1, **arguments) -> str:

@@ -382,19 +382,20 @@ async def test_agents_calls_heartbeats_and_the_live_columns():
 
 def waiting_update(app, *, since_s: float = 10, tool: str = "Bash(rm -rf build)"):
     """A gateway update as the activity board will send it: lead waits for permission (a real
-    ActivityEvent; model_construct while CallsUpdate.event does not list ActivityEvent yet)."""
+    ActivityEvent on the update, the scene board's fixed activity view changed to match)."""
     from core.gateway.calls_board import CallsUpdate
     from core.gateway.events import ActivityEvent, Who
 
     board = app.services.calls_board
-    lead = board.activity.agents["lead"].model_copy(update={
+    agents = board.fixed_activity.agents
+    lead = agents["lead"].model_copy(update={
         "state": "waiting", "since": scenes.ago(seconds=since_s), "waiting_tool": tool,
         "waiting_message": "Claude needs your permission to use Bash"})
-    board.activity = board.activity.model_copy(update={"agents": {**board.activity.agents, "lead": lead}})
+    board.fixed_activity = board.fixed_activity.model_copy(update={"agents": {**agents, "lead": lead}})
     event = ActivityEvent(time=scenes.ago(seconds=since_s), who=Who(peer="172.17.0.3", agent="lead"), source="hook",
                           name="Notification", summary="[bold]Claude needs\x1b[2J your permission",
                           attributes={"notification_type": "permission_prompt"})
-    return CallsUpdate.model_construct(view=board.view(), event=event)
+    return CallsUpdate(view=board.view(), event=event)
 
 
 async def test_an_agent_that_starts_to_wait_is_said_once_and_its_row_turns():
@@ -421,7 +422,7 @@ async def test_an_agent_that_starts_to_wait_is_said_once_and_its_row_turns():
         assert line.summary.startswith("Notification: [bold]Claude needs\\x1b[2J")
 
         board = app.services.calls_board
-        board.activity = scenes.agent_activity()  # lead idle again
+        board.fixed_activity = scenes.agent_activity()  # lead idle again
         app._gateway(board.view())
         await until(pilot, lambda: not pane.has_class("-waiting"), "the class to go")
         app._calls(waiting_update(app, since_s=2, tool="Edit(src/x.py)"))
@@ -434,8 +435,9 @@ async def test_a_waiting_agent_whose_container_is_not_running_shows_its_containe
     async with app.run_test(size=scenes.SIZE) as pilot:
         await scenes.settle(pilot)
         board = app.services.calls_board
-        qa = board.activity.agents["qa"].model_copy(update={"state": "waiting", "waiting_tool": "Bash"})
-        board.activity = board.activity.model_copy(update={"agents": {**board.activity.agents, "qa": qa}})
+        agents = board.fixed_activity.agents
+        qa = agents["qa"].model_copy(update={"state": "waiting", "waiting_tool": "Bash"})
+        board.fixed_activity = board.fixed_activity.model_copy(update={"agents": {**agents, "qa": qa}})
         app._gateway(board.view())
         await pilot.pause()
         cells = app.main.containers_pane._cells("qa", app.main.container_row("qa"))

@@ -58,8 +58,9 @@ def demo_environment(transport: Transport = "sse") -> Iterator[DemoEnv]:
         server = DevServerProcess(root, transport=transport, log_path=Path(tmp) / "devserver.log")
         server.start()
         listen, allow_host = _gateway_listen(root)
-        port = listen.rsplit(":", 1)[1]
+        host, port = listen.rsplit(":", 1)
         gateway_settings = {"gateway_listen": listen, "gateway_allow_host": allow_host,
+                            "telemetry_listen": f"{host}:{free_port()}",  # 4318 may be another gateway's
                             "feed_listen": f"127.0.0.1:{free_port()}", "state_dir": Path(tmp) / "state",
                             "upstream_url": server.url,
                             "container_mcp_url": f"http://host.docker.internal:{port}/mcp"}

@@ -4,7 +4,9 @@
 the calls of the last ``WINDOW`` (bounded); everything the panes show is derived from that at a
 time (:meth:`CallsBoard.view`): the last call and its age, calls in the last minute, failures
 (errors, refusals, identity, upstream down) in the last ten minutes, whether the agent's calls are
-failing now, and the documents it worked on recently (the Workspace pane's ``active``).
+failing now, and the documents it worked on recently (the Workspace pane's ``active``). The
+feed's activity events (Claude Code's telemetry and hooks) go to its :class:`ActivityBoard`,
+whose view is :attr:`GatewayView.activity`.
 
 :meth:`CallsBoard.follow` reads a :class:`core.gateway.feed_client.FeedClient` and yields one
 :class:`CallsUpdate` per event; it ends only by failure (the app's feed runner restarts it, and
@@ -19,8 +21,9 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
 
-from core.gateway.events import FeedGap, GatewayState, McpEvent, PeerEvent
+from core.gateway.events import ActivityEvent, FeedGap, GatewayState, McpEvent, PeerEvent
 from core.telemetry.activity import ActivityView
+from core.telemetry.board import ActivityBoard
 
 WINDOW = timedelta(minutes=10)
 ACTIVE_FOR = timedelta(minutes=10)  # a document the holder called a tool on this recently is active
@@ -50,7 +53,7 @@ class GatewayView(BaseModel):
 
 class CallsUpdate(BaseModel):
     view: GatewayView
-    event: McpEvent | PeerEvent | GatewayState | FeedGap | None = None
+    event: McpEvent | PeerEvent | GatewayState | ActivityEvent | FeedGap | None = None
 
 
 class CallsBoard:
@@ -65,6 +68,7 @@ class CallsBoard:
         self.missed = 0
         self._calls: dict[str, deque[McpEvent]] = {}
         self._connected: dict[str, int] = {}
+        self.activity = ActivityBoard()  # what the agents say of themselves (telemetry, hooks)
 
     def apply(self, event) -> None:
         if isinstance(event, GatewayState):
@@ -76,6 +80,8 @@ class CallsBoard:
         elif isinstance(event, PeerEvent) and event.who.agent and event.state in ("connected", "disconnected"):
             n = self._connected.get(event.who.agent, 0) + (1 if event.state == "connected" else -1)
             self._connected[event.who.agent] = max(0, n)
+        elif isinstance(event, ActivityEvent):
+            self.activity.apply(event)
         elif isinstance(event, FeedGap) and event.missed:
             self.missed += event.missed
 
@@ -98,7 +104,8 @@ class CallsBoard:
                 row.failing = last.outcome in FAILURES or sum(c.outcome in FAILURES for c in recent) >= 3
                 row.active_docs = {c.doc_id: c.time for c in calls if c.doc_id and now - c.time <= ACTIVE_FOR}
             agents[agent] = row
-        return GatewayView(state=self.state, agents=dict(sorted(agents.items())), missed=self.missed)
+        return GatewayView(state=self.state, agents=dict(sorted(agents.items())), missed=self.missed,
+                           activity=self.activity.view(now))
 
     async def follow(self) -> AsyncIterator[CallsUpdate]:
         """The feed's events applied, one update each (see the module docstring)."""

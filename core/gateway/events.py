@@ -92,6 +92,7 @@ class GatewayState(_Event):
     agents: list[str] = Field(default_factory=list)  # agents with a live session now
     started: datetime  # when this run of the gateway began
     telemetry_listen: str = ""  # HOST:PORT of the telemetry receiver, empty when off
+    telemetry_counts: dict[str, int] = Field(default_factory=dict)  # what it refused or ignored, by kind
 
 
 class ActivityEvent(_Event):

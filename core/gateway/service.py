@@ -134,13 +134,20 @@ class Gateway:
         self.stateless_upstream = Stateless()  # bare calls skip the handshake once the server showed it gives no session
         self.started = now()
         self.calls = {"ok": 0, "refused": 0, "identity": 0, "error": 0, "upstream-down": 0}
+        self._telemetry_counts: dict[str, int] = {}
         self.ready = anyio.Event()
 
     # --- what the relay and the agent side call ------------------------------------------------
 
     def add_app(self, name: str, listen: str, app: Any) -> None:
-        """Serve ``app`` on ``listen`` in this process too (before :meth:`run`)."""
+        """Serve ``app`` on ``listen`` in this process too (before :meth:`run`). ``listen`` may be a
+        bare ``:PORT``: the agents' address, that port (the telemetry receiver's default)."""
         self._apps.append((name, listen, app))
+
+    def telemetry_counts_changed(self, counts: dict[str, int]) -> None:
+        """The telemetry receiver refused or ignored something: its counts go out with the state."""
+        self._telemetry_counts = {k: v for k, v in counts.items() if k != "accepted" and v}
+        self.publish_state()
 
     def new_session_name(self) -> str:
         self._sessions += 1
@@ -172,7 +179,7 @@ class Gateway:
         self.hub.set_state(GatewayState(
             time=self.now(), listen=self.listen, upstream=redact_url(self.upstream_url), upstream_state=up,
             upstream_reason=reason, agents=sorted(a for a, n in self._live.items() if n > 0), started=self.started,
-            telemetry_listen=self.extra_listen.get("telemetry", "")))
+            telemetry_listen=self.extra_listen.get("telemetry", ""), telemetry_counts=dict(self._telemetry_counts)))
 
     async def relay(self, who: Who, transport: str, session: str, read_stream: Any, write_stream: Any,
                     *, announce: bool = True) -> None:
@@ -284,6 +291,8 @@ class Gateway:
         token = ensure_token(self.settings.feed_token_path())
         sockets = [("agents", agents_sock, self._agents_app), ("feed", bind(self.settings.feed_listen), None)]
         for name, app_listen, app in self._apps:
+            if app_listen.startswith(":"):  # the agents' address, that port
+                app_listen = f"{address_of(agents_sock).rsplit(':', 1)[0]}{app_listen}"
             sockets.append((name, bind(app_listen), app))
         self.listen = address_of(agents_sock)
         self.feed_listen = address_of(sockets[1][1])

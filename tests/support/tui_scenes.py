@@ -319,11 +319,11 @@ class SceneCallsBoard(CallsBoard):
     def __init__(self, timeline: "Timeline", activity: ActivityView) -> None:
         super().__init__(lambda: FakeFeedClient(timeline), now=lambda: NOW)
         self.timeline = timeline
-        self.activity = activity
+        self.fixed_activity = activity
 
     def view(self, now: datetime | None = None) -> GatewayView:
         view = super().view(now)
-        view.activity = self.activity
+        view.activity = self.fixed_activity
         return view
 
     async def follow(self) -> AsyncIterator[CallsUpdate]:

@@ -63,6 +63,7 @@ from core.errors import (
 )
 from core.safe_text import safe_line
 from core.settings import AGENT_ID_RE, Settings, check_agent_id
+from core.telemetry.agent_env import agent_environment
 
 __all__ = [
     "LABEL_MANAGED", "LABEL_AGENT", "LABEL_PROJECT_ROOT", "ContainerManager", "ContainerRow", "ContainerDetail",
@@ -397,7 +398,8 @@ class ContainerManager:
                     cap_add=sorted(layout.AGENT_CAPABILITIES), security_opt=list(layout.SECURITY_OPTIONS))
                 created = api.create_container(
                     image, command=command, name=name, hostname=agent, labels=self._labels(agent),
-                    environment={"HOME": layout.HOME, "QMS_USER": agent}, stdin_open=True, tty=True,
+                    environment={"HOME": layout.HOME, "QMS_USER": agent, **agent_environment(self.settings)},
+                    stdin_open=True, tty=True,
                     host_config=host_config)
                 container_id = created["Id"]
                 api.start(container_id)

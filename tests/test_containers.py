@@ -131,6 +131,28 @@ def test_launch_gives_the_vision_container(cleanup, project_root, test_image, un
 
 
 @pytest.mark.docker
+def test_launch_points_claude_codes_telemetry_at_the_receiver_unless_it_is_off(cleanup, project_root, test_image,
+                                                                               unique_prefix):
+    def env(agent: str, **extra) -> dict[str, str]:
+        manager = ContainerManager(make_settings(project_root, test_image, unique_prefix, **extra),
+                                   extra_labels={TEST_LABEL: "1"})
+        return manager.inspect(manager.launch(agent, AGENT_CMD).name).env
+
+    on = env("claude")
+    assert {k: on[k] for k in on if k.startswith(("OTEL_", "CLAUDE_CODE_", "QMS_PANEL_"))} == {
+        "CLAUDE_CODE_ENABLE_TELEMETRY": "1", "OTEL_LOGS_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://host.docker.internal:4318",
+        "OTEL_LOGS_EXPORT_INTERVAL": "1000", "OTEL_METRIC_EXPORT_INTERVAL": "10000",
+        "QMS_PANEL_HOOKS_URL": "http://host.docker.internal:4318/hooks"}  # no prompt text by default
+    moved = env("qa", telemetry_listen="172.17.0.1:5999", telemetry_prompts=True)
+    assert moved["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://host.docker.internal:5999"
+    assert moved["QMS_PANEL_HOOKS_URL"] == "http://host.docker.internal:5999/hooks" and moved["OTEL_LOG_USER_PROMPTS"] == "1"
+    off = env("lead", telemetry=False)
+    assert off["CLAUDE_CODE_ENABLE_TELEMETRY"] == "0" and off["QMS_PANEL_HOOKS_URL"] == ""
+    assert not any(k.startswith("OTEL_") for k in off)
+
+
+@pytest.mark.docker
 def test_list_uses_the_facts_it_is_given_while_their_state_is_the_lists(manager):
     row = manager.launch("claude", AGENT_CMD)
     facts: dict = {}

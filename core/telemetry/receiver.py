@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from core.gateway.service import Gateway
 
 MAX_BODY = 4 * 1024 * 1024  # bytes, compressed or not
-DEFAULT_PORT = 4318  # OTLP/HTTP's standard port
 COUNTED = ("accepted", "ignored", "refused_peer", "too_large", "bad_type", "bad_body", "not_found")
 
 

@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
 
     gateway = Gateway(settings, containers=ContainerManager(settings))
     if settings.telemetry:  # Claude Code's OTLP and hooks, on their own port (the agents' address, 4318 by default)
-        from core.telemetry.receiver import DEFAULT_PORT, Receiver
+        from core.telemetry.agent_env import DEFAULT_PORT
+        from core.telemetry.receiver import Receiver
 
         gateway.add_app("telemetry", settings.telemetry_listen or f":{DEFAULT_PORT}", Receiver(gateway))
     asyncio.run(_serve(gateway, as_json=args.json, quiet=args.quiet))

@@ -4,10 +4,12 @@
 #   docker exec -it CONTAINER tmux attach -t agent
 # SIGTERM (docker stop) is forwarded to the agent's process group (SIGHUP follows after
 # QMS_AGENT_STOP_GRACE seconds, default 5); the container exits with the agent's exit status.
+# When the agent ends, the last screen of its pane goes to the container's log (docker logs).
 set -u
 
 session=${QMS_AGENT_SESSION:-agent}
 status_file=/run/qms-agent.status
+screen_file=/run/qms-agent.screen
 
 if [ "${1:-}" = "--in-session" ]; then
     # Inside the tmux pane: run the agent, then record how it ended. The trap only keeps this
@@ -15,12 +17,16 @@ if [ "${1:-}" = "--in-session" ]; then
     shift
     trap : TERM HUP INT
     "$@"
-    echo "$?" >"$status_file"
+    code=$?
+    # The pane as the agent left it (and what scrolled or was cleared off it just before), as
+    # plain text for the log: why it ended, even when it ended at once.
+    tmux capture-pane -p -J -S -"${QMS_AGENT_LOG_LINES:-60}" -t "${TMUX_PANE:-}" >"$screen_file" 2>/dev/null
+    echo "$code" >"$status_file"
     exit 0
 fi
 
 [ "$#" -gt 0 ] || set -- claude
-rm -f "$status_file"
+rm -f "$status_file" "$screen_file"
 tmux new-session -d -s "$session" -- "$0" --in-session "$@" || exit 1
 # The pane's shell leads its own session and process group: signals go to the whole group.
 group=$(tmux display-message -p -t "$session" '#{pane_pid}' 2>/dev/null)  # empty if already over
@@ -47,4 +53,10 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do  # the pane's shell may still be writing the s
 done
 status=$(cat "$status_file" 2>/dev/null || echo 1)
 tmux kill-server 2>/dev/null
+if [ -s "$screen_file" ]; then
+    echo "qms-agent: ${1##*/} exited with status $status; its last screen:"
+    sed -e 's/[[:space:]]*$//' -e '/./,$!d' -e :a -e '/^\n*$/{$d;N;ba' -e '}' "$screen_file"  # without blank lines around it
+else
+    echo "qms-agent: ${1##*/} exited with status $status"
+fi
 exit "$status"

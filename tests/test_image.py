@@ -94,8 +94,20 @@ def test_context_refuses_a_file_without_certificates(tmp_path):
 def test_real_context_holds_the_image_files():
     files = context_names(core_image.build_context()[0])
     assert {"Dockerfile", "entrypoint.sh", "files/gitconfig", "files/claude-settings.json",
-            "files/ssh_known_hosts", "files/registry-fetch"} <= set(files)
+            "files/ssh_known_hosts", "files/registry-fetch", "files/qms-agent-hook"} <= set(files)
     assert "certs/README.md" not in files
+
+
+def test_the_baked_settings_run_the_hook_command_on_the_four_events():
+    """Command hooks: Claude Code's HTTP hooks refuse host.docker.internal (a private address) and
+    do not run for SessionStart; the command posts to the URL launch gives it, or nothing."""
+    settings = json.loads((REPO / "image" / "files" / "claude-settings.json").read_text())
+    hooks = settings["hooks"]
+    assert set(hooks) == {"SessionStart", "Notification", "PostToolUse", "Stop"}
+    assert {h["command"] for groups in hooks.values() for g in groups for h in g["hooks"]} == {
+        "/usr/local/bin/qms-agent-hook"}
+    script = (REPO / "image" / "files" / "qms-agent-hook").read_text()
+    assert "$QMS_PANEL_HOOKS_URL" in script and "exit 0" in script and "max-time" in script
 
 
 def test_proxy_variables_become_build_args():
@@ -206,7 +218,7 @@ def test_home_files_and_tools(docker_client, agent_image, unique_prefix):
         assert marker in out, out
     assert int(re.search(r"^v(\d+)\.", out, re.M).group(1)) >= 22, out
     settings = json.loads(out[out.index("{"):])
-    assert settings["enabledMcpjsonServers"] == ["qms"]
+    assert settings["enabledMcpjsonServers"] == ["qms"] and "Stop" in settings["hooks"]
 
 
 @pytest.mark.slow
@@ -278,6 +290,19 @@ def test_entrypoint_keeps_the_agent_in_tmux_and_stops_cleanly(docker_client, age
 def test_entrypoint_exits_with_the_agent_status(docker_client, agent_image, unique_prefix):
     agent = start_agent(docker_client, agent_image, ["sh", "-c", "exit 3"], f"{unique_prefix}status")
     assert agent.wait(timeout=60)["StatusCode"] == 3
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_an_agent_that_ends_at_once_leaves_its_last_screen_in_the_log(docker_client, agent_image, unique_prefix):
+    """Today's failure mode: claude cannot reach its API and exits; the log says why."""
+    agent = start_agent(docker_client, agent_image,
+                        ["sh", "-c", "echo 'API Error: Connection error.'; printf 'bye\\033[2J\\n'; exit 1"],
+                        f"{unique_prefix}early")
+    assert agent.wait(timeout=60)["StatusCode"] == 1
+    log = agent.logs().decode(errors="replace")
+    assert "qms-agent: sh exited with status 1; its last screen:" in log, log
+    assert "API Error: Connection error." in log and "bye" in log and "\x1b" not in log, log  # text, no escapes
 
 
 @pytest.mark.slow

@@ -19,9 +19,14 @@ import pytest
 from core.containers import ContainerManager
 from core.gateway.calls_board import CallsBoard
 from core.gateway.events import ActivityEvent, Who, parse_event
+from core.settings import Settings
 from core.telemetry.board import ActivityBoard
 from core.telemetry.hooks import decode_hook
 from core.telemetry.otlp import BadPayload, decode_logs
+from support import fake_model
+from support.docker_env import TEST_LABEL
+from support.fake_model import FakeModel
+from support.gateway import bridge_address
 
 DEAD_UPSTREAM = "http://127.0.0.1:9/mcp"  # the receiver needs no QMS server
 
@@ -261,3 +266,37 @@ def test_the_board_derives_states_totals_and_the_minutes_at_a_time():
     assert board.view(t0 + timedelta(minutes=24)).agents["claude"].state == "stopped"
     board.apply(ActivityEvent(time=t0, who=Who(peer="127.0.0.1", host=True), source="hook", name="Stop"))
     assert board.view(t0).ignored == 1
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_the_real_claude_code_in_the_real_image_reports_to_the_receiver(sample_project, gateway_factory, agent_image,
+                                                                        unique_prefix, docker_client):
+    """qms-panel's launch environment and the image's baked hooks, with Claude Code itself: one turn
+    against a stand-in model (one Read, then an answer); its hooks and its OTLP logs and metrics
+    reach the gateway as this container's agent, and the board says what it did and spent."""
+    gw = gateway_factory(sample_project, DEAD_UPSTREAM)
+    settings = Settings(project_root=sample_project, image=agent_image, container_prefix=unique_prefix,
+                        telemetry_listen=gw.telemetry_listen)
+    manager = ContainerManager(settings, client=docker_client, extra_labels={TEST_LABEL: "1"})
+    with FakeModel(bridge_address()) as model:
+        try:
+            row = manager.launch("claude", ["env", "ANTHROPIC_API_KEY=sk-fake-for-tests",
+                                            f"ANTHROPIC_BASE_URL={model.url}", "claude", "-p", "read the hostname"])
+            exit_code = docker_client.containers.get(row.id).wait(timeout=120)["StatusCode"]
+            log = docker_client.containers.get(row.id).logs().decode(errors="replace")
+            assert exit_code == 0 and fake_model.ANSWER in log, log  # its last screen, in the log
+            events = wait_for(gw, lambda ev: {"Stop", "claude_code.api_request"} <= {e["name"] for e in activity(ev)},
+                              "the turn's hooks and logs", timeout=60)
+        finally:
+            manager.remove("claude", remove_volume=True)
+    got = activity(events)
+    names = {e["name"] for e in got}
+    assert {"SessionStart", "PostToolUse", "Stop", "claude_code.api_request", "claude_code.tool_result"} <= names, names
+    assert all(e["who"]["agent"] == "claude" and e["who"]["container"] == row.name for e in got)
+    assert any(p.startswith("/v1/messages") for p in model.requests)
+    board = CallsBoard()
+    for e in events:
+        board.apply(parse_event(e))
+    claude = board.view(datetime.fromisoformat(got[-1]["time"])).activity.agents["claude"]
+    assert claude.last_tool == "Read" and claude.tokens >= 2 * 1240, claude  # two turns of the stand-in's usage

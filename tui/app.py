@@ -41,7 +41,7 @@ from tui.operations import Operations
 from tui.screens.logs import LogsScreen
 from tui.screens.main import MainScreen
 from tui.seams import PanelServices
-from tui.widgets.containers import waiting
+from tui.container_cells import waiting
 from tui.widgets.stream import LineMaker, Source
 
 RETIME_EVERY = 30  # ticks (seconds) between two re-derivations of the document states

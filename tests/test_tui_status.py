@@ -62,3 +62,37 @@ def test_status_with_a_bad_project_root_is_a_usage_error(tmp_path):
 
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "project_root" in out.stderr
+
+
+@pytest.mark.docker
+def test_status_says_what_each_agent_is_doing_from_the_gateways_feed(sample_project, devserver, gateway_factory,
+                                                                     agent_container, unique_prefix):
+    manager, row = agent_container
+    gw = gateway_factory(sample_project, devserver.url)
+    url = f"http://host.docker.internal:{gw.telemetry_listen.rsplit(':', 1)[1]}/hooks"
+    hook = {"hook_event_name": "PostToolUse", "session_id": "s1", "tool_name": "Bash",
+            "tool_input": {"command": "npm test"}, "tool_response": {"stdout": "ok"}}
+    done = manager.exec(row.name, ["wget", "-q", "-O", "-", "--header", "Content-Type: application/json",
+                                   "--post-data", json.dumps(hook), url], timeout=30)
+    assert done.exit_code == 0, done.output
+    common = ["--project-root", str(sample_project), "--mcp-url", devserver.url, "--container-prefix", unique_prefix,
+              "--image", "unused", "--agents", "claude", "--state-dir", str(gw.state_dir)]
+
+    out = qms_panel("status", "--json", "--feed-listen", gw.feed_listen, *common)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["gateway"]["ok"] is True and report["gateway"]["telemetry_listen"] == gw.telemetry_listen
+    claude = report["activity"]["claude"]
+    assert (claude["state"], claude["last_tool"], claude["container"]) == ("working", "Bash", row.name)
+
+    text = qms_panel("status", "--feed-listen", gw.feed_listen, *common)
+    line = next(ln for ln in text.stdout.splitlines() if row.name in ln)
+    assert "working Bash" in line, text.stdout
+    assert any(ln.startswith("gateway  up") for ln in text.stdout.splitlines()), text.stdout
+
+    gw.stop()  # no gateway: said on its line, and the report still passes
+    gone = qms_panel("status", "--feed-listen", gw.feed_listen, "--timeout", "3", *common)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    gateway_line = next(ln for ln in gone.stdout.splitlines() if ln.startswith("gateway"))
+    assert "NOT READ" in gateway_line and "is `qms-panel gateway` running?" in gateway_line
+    assert "Up " in next(ln for ln in gone.stdout.splitlines() if row.name in ln)  # the container's own state

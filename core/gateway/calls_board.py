@@ -19,8 +19,10 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
+import anyio
 from pydantic import BaseModel, Field
 
+from core.errors import FeedDown, FeedEnded
 from core.gateway.events import ActivityEvent, FeedGap, GatewayState, McpEvent, PeerEvent
 from core.telemetry.activity import ActivityView
 from core.telemetry.board import ActivityBoard
@@ -106,6 +108,21 @@ class CallsBoard:
             agents[agent] = row
         return GatewayView(state=self.state, agents=dict(sorted(agents.items())), missed=self.missed,
                            activity=self.activity.view(now))
+
+    async def settle(self, timeout: float) -> tuple[GatewayView, str | None]:
+        """The view after the gateway's whole buffer, read once (for ``qms-panel status``); with the
+        reason when the feed could not be read (the view is then empty)."""
+        client = self.client_factory()
+        try:
+            with anyio.fail_after(timeout):
+                events = await client.backlog()
+        except TimeoutError:
+            return self.view(), f"the gateway feed at {client.listen} sent no whole backlog in {timeout:g} s"
+        except (FeedDown, FeedEnded) as err:
+            return self.view(), str(err)
+        for event in events:
+            self.apply(event)
+        return self.view(), None
 
     async def follow(self) -> AsyncIterator[CallsUpdate]:
         """The feed's events applied, one update each (see the module docstring)."""

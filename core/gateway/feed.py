@@ -5,7 +5,8 @@ loopback address or a unix socket, guarded by a token kept in a 0600 file.
 each event ``event: <kind>``, ``id: <run>:<seq>``, ``data: <the event's JSON>``. The first event of
 every connection is the gateway's current state; with ``since`` (and the run it counted in) the
 buffered events after it follow, with a gap event first when some are gone (see
-:meth:`core.gateway.hub.Hub.backlog`); ``since=0`` sends the whole buffer. A comment line every
+:meth:`core.gateway.hub.Hub.backlog`); ``since=0`` sends the whole buffer; the ``X-Feed-Head`` header (``RUN:SEQ``) names the last event
+published when the reader came, where its backlog ends. A comment line every
 ``KEEPALIVE`` seconds lets a reader notice a dead gateway. ``GET /state``: the state as JSON.
 A missing or wrong token: 401 with one line.
 """
@@ -112,7 +113,8 @@ def feed_app(hub: Hub, token: str) -> Starlette:
                     continue
                 yield _frame(event.kind, f"{event.run}:{event.seq}", event.model_dump_json())
 
+        head = f"{hub.run}:{hub.seq}"  # the last event published as the reader came: its backlog ends there
         return StreamingResponse(body(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no", "X-Feed-Head": head})
 
     return Starlette(routes=[Route("/events", events), Route("/state", state)])

@@ -11,6 +11,7 @@ by failure). An event that does not parse is counted in :attr:`bad_events` and s
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 
 import httpx
@@ -33,6 +34,7 @@ class FeedClient:
         self.run: str | None = None
         self.seq: int | None = None
         self.bad_events = 0
+        self.head: tuple[str, int] | None = None  # the feed's last event as this reader came (RUN, SEQ)
 
     @classmethod
     def for_settings(cls, settings) -> FeedClient:
@@ -77,6 +79,20 @@ class FeedClient:
             raise FeedDown(f"the gateway feed at {self.listen} sent a state that does not parse ({err})"
                            .splitlines()[0]) from None
 
+    async def backlog(self) -> list[FeedEvent]:
+        """The gateway's state and whole buffer as they are now (one connection, read to the head
+        it names; see :mod:`core.gateway.feed`); for a report, not for following."""
+        self.run = self.seq = None
+        self.head = None
+        got: list[FeedEvent] = []
+        async with aclosing(self.events(from_start=True)) as events:
+            async for event in events:
+                got.append(event)
+                run, seq = self.head or (None, 0)
+                if not seq or (event.run == run and event.seq >= seq):
+                    break
+        return got
+
     async def events(self, *, from_start: bool = False) -> AsyncIterator[FeedEvent]:
         """The feed's events (see the module docstring). ``from_start``: the gateway's whole buffer
         first, on the first connection."""
@@ -92,6 +108,7 @@ class FeedClient:
                     if not response.headers.get("content-type", "").startswith("text/event-stream"):
                         raise FeedDown(f"{self.listen} is not a gateway feed (it answered "
                                        f"{response.headers.get('content-type') or 'no content type'})")
+                    self.head = _head(response.headers.get("x-feed-head", ""))
                     async for sse in EventSource(response).aiter_sse():
                         try:
                             event = parse_event(sse.data)
@@ -109,3 +126,8 @@ class FeedClient:
         except httpx.HTTPError as err:
             raise self._down(err) from None
         raise FeedEnded(f"the gateway feed at {self.listen} closed the stream")
+
+
+def _head(text: str) -> tuple[str, int] | None:
+    run, _, seq = text.partition(":")
+    return (run, int(seq)) if run and seq.isdigit() else None

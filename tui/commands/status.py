@@ -1,9 +1,10 @@
 """``qms-panel status``: the panel's four panes as one report, for scripts.
 
-The project's agent containers (with the engine's state), every checked-out document with its
-state (ok, stale, orphaned, missing-copy, unmanaged), inbox counts, and the MCP link, connected
-once for the report. Exit 0 when the engine answers and the link connects, else 1 (the report is
-printed either way).
+The project's agent containers (with the engine's state and, from the gateway's feed, what each
+agent is doing and has spent), every checked-out document with its state (ok, stale, orphaned,
+missing-copy, unmanaged), inbox counts, and the MCP link, connected once for the report. Exit 0
+when the engine answers and the link connects, else 1 (the report is printed either way); a
+gateway that is not running is said, and does not fail the report.
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ from pydantic import BaseModel
 from core.container_board import ContainersView
 from core.containers import ContainerRow
 from core.engine import CLIENT_TIMEOUT
+from core.gateway.calls_board import GatewayView
 from core.errors import LinkDown
 from core.mcp_link import LinkState
 from core.qms_board import QmsView
 from core.qms_state import CheckoutRow, ScanWarning
 from core.safe_text import safe_line
+from core.telemetry.activity import AgentActivity
 from core.services import Services, build_services
 from tui.cli_common import EXIT_FAILED, EXIT_OK, print_json, settings_from_args
 from tui.commands._timeout import add_timeout_argument
 from tui.formats import since
+from tui.container_cells import shown_state, state_cell, usage_cell
 
 ENGINE_WAIT = CLIENT_TIMEOUT  # seconds the engine (and the scan) may take to answer
 
@@ -41,12 +45,23 @@ class EngineStatus(BaseModel):
     error: str | None = None
 
 
+class GatewayStatus(BaseModel):
+    ok: bool
+    feed: str  # where the report read the gateway's feed
+    listen: str | None = None  # where the gateway serves agents
+    upstream_state: str | None = None
+    telemetry_listen: str | None = None
+    error: str | None = None
+
+
 class StatusReport(BaseModel):
     project_root: str
     generated_at: datetime
     engine: EngineStatus
     containers: list[ContainerRow]
     link: LinkState
+    gateway: GatewayStatus
+    activity: dict[str, AgentActivity]  # by agent, from the gateway's feed (telemetry and hooks)
     checkouts: list[CheckoutRow]
     inboxes: dict[str, int]
     warnings: list[ScanWarning]
@@ -87,23 +102,32 @@ async def link_status(services: Services, timeout: float) -> LinkState:
     return state
 
 
-async def settle(services: Services, timeout: float) -> tuple[ContainersView, LinkState, QmsView]:
-    """The boards the panel follows, settled once (the engine and the link at the same time)."""
-    containers, link = await asyncio.gather(services.container_board.settle(ENGINE_WAIT),
-                                            link_status(services, timeout))
+async def settle(services: Services, timeout: float) -> tuple[ContainersView, LinkState, QmsView, GatewayStatus,
+                                                                GatewayView]:
+    """The boards the panel follows, settled once (the engine, the link and the feed at the same time)."""
+    containers, link, (calls, feed_error) = await asyncio.gather(
+        services.container_board.settle(ENGINE_WAIT), link_status(services, timeout),
+        services.calls_board.settle(timeout))
     board = services.qms_board
     board.set_containers(containers.rows if containers.engine.up and containers.listed else None)
-    return containers, link, await board.settle(ENGINE_WAIT)
+    state = calls.state
+    gateway = GatewayStatus(ok=feed_error is None and state is not None, feed=services.settings.feed_listen,
+                            error=feed_error or (None if state else "the gateway sent no state"))
+    if state is not None:
+        gateway = gateway.model_copy(update={"listen": state.listen, "upstream_state": state.upstream_state,
+                                             "telemetry_listen": state.telemetry_listen or None})
+    return containers, link, await board.settle(ENGINE_WAIT), gateway, calls
 
 
 def collect(services: Services, timeout: float) -> StatusReport:
-    containers, link, qms = anyio.run(settle, services, timeout)
+    containers, link, qms, gateway, calls = anyio.run(settle, services, timeout)
     engine, rows = engine_status(containers, services.containers.endpoint)
     snapshot = qms.snapshot
     assert snapshot is not None  # a settled QMS board has scanned
     return StatusReport(
         project_root=str(services.project_root), generated_at=services.now(), engine=engine,
-        containers=rows or [], link=link, checkouts=snapshot.checkouts,
+        containers=rows or [], link=link, gateway=gateway, activity=calls.activity.agents,
+        checkouts=snapshot.checkouts,
         inboxes={agent: len(tasks) for agent, tasks in snapshot.inboxes.items()},
         warnings=snapshot.warnings, ok=engine.ok and link.status == "connected",
     )
@@ -133,6 +157,13 @@ def _ago(when: datetime | None, now: datetime) -> str:
     return since(when, now) if when else "-"
 
 
+def _state(row: ContainerRow, activity: AgentActivity | None) -> str:
+    """As the Containers pane says it: what the agent does while its container runs, else the container's state."""
+    if row.managed and activity is not None and shown_state(row, activity) is not None:
+        return state_cell(row, None, True, activity).plain
+    return row.status_text or row.state
+
+
 def print_report(report: StatusReport) -> None:
     now = report.generated_at
     engine, link = report.engine, report.link
@@ -144,6 +175,12 @@ def print_report(report: StatusReport) -> None:
     print(f"mcp      {link.status.upper() if link.status != 'connected' else 'connected'}  {link.url}"
           f"  ({link.transport}{latency}{tools})"
           + (f"  {link.reason or 'no answer'}" if link.status != "connected" else ""))
+    gateway = report.gateway
+    if gateway.ok:
+        telemetry = f", telemetry {gateway.telemetry_listen}" if gateway.telemetry_listen else ", telemetry off"
+        print(f"gateway  up  {gateway.listen}  (upstream {gateway.upstream_state}{telemetry})")
+    else:
+        print(f"gateway  NOT READ  {gateway.feed}  {gateway.error}")
     print()
     if not engine.ok:
         print("containers: unknown (engine unreachable)")
@@ -151,9 +188,10 @@ def print_report(report: StatusReport) -> None:
         print("containers: none for this project")
     else:
         print("containers:")
-        _table(("AGENT", "NAME", "STATE", "STARTED", "RESTARTS", "INBOX", "MANAGED"), [
-            (r.agent or "-", r.name, r.status_text or r.state, _ago(r.started_at, now), str(r.restart_count),
-             str(report.inboxes.get(r.agent, 0)), "yes" if r.managed else "NO")
+        _table(("AGENT", "NAME", "STATE", "STARTED", "RESTARTS", "INBOX", "USAGE", "MANAGED"), [
+            (r.agent or "-", r.name, _state(r, report.activity.get(r.agent or "")), _ago(r.started_at, now),
+             str(r.restart_count), str(report.inboxes.get(r.agent, 0)), usage_cell(report.activity.get(r.agent or "")).plain,
+             "yes" if r.managed else "NO")
             for r in report.containers
         ])
     print()

@@ -161,6 +161,20 @@ def test_hooks_from_a_container_turn_its_agent_waiting_then_working_then_idle(sa
         board.apply(parse_event(activity(events)[-1]))
         state = board.view(datetime.fromisoformat(activity(events)[-1]["time"])).activity.agents["claude"].state
         assert state == ("working" if hook["hook_event_name"] == "PostToolUse" else "idle")
+    # qms-panel watch says them too, agent first, from the gateway's buffer
+    watch = subprocess.Popen([sys.executable, "-m", "tui.cli", "watch", "--from-start", *gw.flags()],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in watch.stdout:
+            lines.append(line)
+            if "Stop" in line:
+                break
+    finally:
+        watch.kill()
+        watch.wait()
+    said = [ln for ln in lines if " claude " in f" {ln} " and ("Notification" in ln or "Stop" in ln)]
+    assert len(said) == 2 and "Claude needs your permission to use Bash" in said[0], lines
 
 
 @pytest.mark.docker

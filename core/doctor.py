@@ -517,7 +517,7 @@ async def run_doctor(settings: Settings, manager: ContainerManager, rows: Iterab
             return DoctorReport(host=host, engine_error=str(err), ok=False)
     targets = probed_rows(rows)
     url = settings.container_mcp_url
-    transport = settings.transport_for(url)
+    transport = transport_from_url(url)  # the containers' own (their /.mcp.json's), not the host link's mcp_transport
     gate = StartGate(concurrency)
     limiter = anyio.CapacityLimiter(max(1, len(targets)))  # a thread per check: each mostly waits
     results: list[ProbeResult | None] = [None] * len(targets)

@@ -73,6 +73,7 @@ __all__ = [
 LABEL_MANAGED = "qms-panel.managed"
 LABEL_AGENT = "qms-panel.agent"
 LABEL_PROJECT_ROOT = "qms-panel.project-root"
+MCP_URL_VAR = "QMS_PANEL_MCP_URL"  # the container's MCP URL (container_mcp_url), for scripts in the agent
 HOST_GATEWAY = {"host.docker.internal": "host-gateway"}
 IMAGE_HINT = "build it with `qms-panel image build`, or choose another with --image / QMS_PANEL_IMAGE"
 
@@ -398,7 +399,8 @@ class ContainerManager:
                     cap_add=sorted(layout.AGENT_CAPABILITIES), security_opt=list(layout.SECURITY_OPTIONS))
                 created = api.create_container(
                     image, command=command, name=name, hostname=agent, labels=self._labels(agent),
-                    environment={"HOME": layout.HOME, "QMS_USER": agent, **agent_environment(self.settings)},
+                    environment={"HOME": layout.HOME, "QMS_USER": agent, MCP_URL_VAR: self.settings.container_mcp_url,
+                                 **agent_environment(self.settings)},
                     stdin_open=True, tty=True,
                     host_config=host_config)
                 container_id = created["Id"]

@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any
 
 from textual.app import App, SuspendNotSupported, SystemCommand
+from textual.binding import Binding
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
@@ -55,10 +56,13 @@ class QmsPanel(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "qms-panel"
+    # ctrl+c quits, as in k9s or lazydocker (Textual's own ctrl+c only says to press ctrl+q)
+    BINDINGS = [Binding("ctrl+c", "quit", "Quit", show=False, priority=True)]
 
     def __init__(self, settings: Settings, services: PanelServices, *, clock: Callable[[], datetime] | None = None,
-                 still: bool = False) -> None:
+                 still: bool = False, after: Callable[[Callable[[str], None]], None] | None = None) -> None:
         super().__init__()
+        self.after = after  # run in a thread once the panel is live (the demo's agents)
         self.set_keymap(check_keymap(settings.keymap))
         self.settings = settings
         self.services = services
@@ -104,6 +108,22 @@ class QmsPanel(App[int]):
         ):
             self.run_worker(self.feeds.keep(feed), name=feed.name, group="feed", exit_on_error=False)
         self.set_interval(1.0, self._tick)
+        if self.after is not None:
+            self.run_worker(self._run_after, name="start-up", thread=True, group="work", exit_on_error=False)
+
+    def _run_after(self) -> None:
+        """The caller's start-up work, in a thread; its lines and its error arrive as notifications."""
+        def tell(notice: Notice) -> None:
+            try:
+                self.call_from_thread(self.show, notice)
+            except RuntimeError:  # the app has ended meanwhile: nobody to tell
+                pass
+
+        try:
+            self.after(lambda text: tell(Notice(title="start-up", message=text)))
+        except Exception as exc:  # noqa: BLE001 - one line, the panel carries on
+            tell(Notice(title=getattr(exc, "title", None) or "start-up failed",
+                        message=str(exc) or type(exc).__name__, severity="error"))
 
     def _tick(self) -> None:
         self.main.now = self.clock()
@@ -256,10 +276,10 @@ class QmsPanel(App[int]):
 
 
 def make_app(settings: Settings, services: PanelServices, *, clock: Callable[[], datetime] | None = None,
-             still: bool = False) -> QmsPanel:
+             still: bool = False, after: Callable[[Callable[[str], None]], None] | None = None) -> QmsPanel:
     """The app for ``settings`` over ``services``: what the CLI, the tests and the screenshot script run.
 
     ``clock`` (default: the bundle's) gives every time the panes show; ``still`` turns animation and
     cursor blinking off, for snapshots.
     """
-    return QmsPanel(settings, services, clock=clock, still=still)
+    return QmsPanel(settings, services, clock=clock, still=still, after=after)

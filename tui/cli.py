@@ -111,11 +111,19 @@ def _run_app(args: argparse.Namespace) -> int:
         from tui.demo import run_demo
 
         config = getattr(args, "config", None)
-        return run_demo(setting_overrides(args), Path(config) if config else None)
+        return _leave(run_demo(setting_overrides(args), Path(config) if config else None))
     settings = settings_from_args(args)
     from tui.launch import run_app
 
-    return run_app(settings)
+    return _leave(run_app(settings))
+
+
+def _leave(code: int) -> int:
+    """The panel has ended and cleaned up: exit now. Textual's input thread can spin on a terminal
+    that has gone (a closed tmux pane), and the interpreter would wait for it forever at exit."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -122,9 +122,20 @@ _adapter: TypeAdapter[Any] = TypeAdapter(FeedEvent)
 KINDS = frozenset({"mcp", "peer", "gateway", "activity", "gap"})
 
 
-def who_name(who: Who) -> str:
-    """The agent, else what the peer is (a host client, or the address of a refused one)."""
-    return who.agent or (f"host {who.peer}" if who.host else who.peer)
+def who_name(who: Who, claimed: str | None = None) -> str:
+    """The agent, else what the peer is: a host client (``claude@host`` when it calls as
+    ``claimed``: its own word, as no container vouches for it), or the address of a refused one."""
+    if who.agent:
+        return who.agent
+    if who.host:
+        return f"{claimed}@host" if claimed else f"host {who.peer}"
+    return who.peer
+
+
+def event_who(event: McpEvent | PeerEvent | ActivityEvent) -> str:
+    """:func:`who_name` for an event: a host client's MCP call names the ``user`` it called as."""
+    claimed = event.arguments.get("user") if isinstance(event, McpEvent) else None
+    return who_name(event.who, claimed)
 
 
 def event_line(event: McpEvent | PeerEvent | GatewayState | ActivityEvent | FeedGap) -> str:
@@ -135,10 +146,10 @@ def event_line(event: McpEvent | PeerEvent | GatewayState | ActivityEvent | Feed
         if event.doc_id:
             what += f" {event.doc_id}"
         if event.direction == "in":
-            return f"{who_name(event.who)} {what} ->"
+            return f"{event_who(event)} {what} ->"
         latency = f" {event.latency_ms:.0f} ms" if event.latency_ms is not None else ""
         tail = f": {event.reason or event.result}" if event.outcome not in (None, "ok") else ""
-        return f"{who_name(event.who)} {what} -> {event.outcome or 'message'}{latency}{tail}"
+        return f"{event_who(event)} {what} -> {event.outcome or 'message'}{latency}{tail}"
     if isinstance(event, PeerEvent):
         how = f" over {event.transport}" if event.transport else ""
         tail = f": {event.reason}" if event.reason else ""
@@ -165,5 +176,5 @@ def parse_event(data: str | bytes | dict) -> McpEvent | PeerEvent | GatewayState
     return _adapter.validate_python(data)
 
 
-__all__ = ["who_name", "event_line", "Outcome", "Who", "McpEvent", "PeerEvent", "GatewayState", "ActivityEvent", "FeedGap", "FeedEvent",
+__all__ = ["who_name", "event_who", "event_line", "Outcome", "Who", "McpEvent", "PeerEvent", "GatewayState", "ActivityEvent", "FeedGap", "FeedEvent",
            "parse_event", "ValidationError"]

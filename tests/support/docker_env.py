@@ -9,27 +9,19 @@ a parallel session's containers are left alone.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
-import tarfile
 import uuid
 from pathlib import Path
 
 import pytest
 
+from core.demo.image import busybox_rootfs_tar, import_image, static_busybox
+
 TEST_IMAGE_REPO = "qms-panel-test/busybox"
 TEST_LABEL = "qms-panel.test"
 TEST_PREFIX = "qmst-"  # every container/volume name a test makes starts with this
 SESSION = uuid.uuid4().hex[:6]  # this pytest session's part of the prefix: cleanup spares other sessions
-BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
-BUSYBOX_APPLETS = (
-    "sh", "ls", "cat", "echo", "touch", "rm", "mkdir", "sleep", "wget", "env", "test", "id",
-    "head", "tail", "sha256sum", "stat", "grep", "printf", "true", "false", "nc", "hostname",
-    "mount", "tr", "cut", "wc", "date", "timeout", "kill", "ps", "find", "dd",
-)
-
-
 def require_docker() -> bool:
     return os.environ.get("QMS_PANEL_REQUIRE_DOCKER", "") not in ("", "0", "false", "no")
 
@@ -46,57 +38,12 @@ def _engine_or_reason():
 
 
 def _busybox() -> str | None:
-    for candidate in BUSYBOX_CANDIDATES:
-        if os.path.isfile(candidate):
-            # Only a static busybox works in an empty rootfs.
-            with open(candidate, "rb") as fh:
-                head = fh.read(1 << 16)
-            if b"/lib64/ld-linux" not in head and b"/lib/ld-linux" not in head:
-                return candidate
-    return None
+    return static_busybox()
 
 
 def build_busybox_rootfs_tar(extra_files: dict[str, bytes] | None = None) -> bytes:
     """A tar of a minimal rootfs: static busybox, its applets, /etc, /tmp, and ``extra_files``."""
-    bb = _busybox()
-    if bb is None:
-        raise RuntimeError("no static busybox: apt-get install busybox-static")
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        def add_dir(name, mode=0o755):
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.DIRTYPE
-            info.mode = mode
-            tar.addfile(info)
-
-        def add_file(name, data: bytes, mode=0o644):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = mode
-            tar.addfile(info, io.BytesIO(data))
-
-        for d in ("bin", "etc", "tmp", "projects", "pipe-dream", "proc", "sys", "dev", "usr", "usr/bin"):
-            add_dir(d, 0o1777 if d == "tmp" else 0o755)
-        with open(bb, "rb") as fh:
-            add_file("bin/busybox", fh.read(), 0o755)
-        for applet in BUSYBOX_APPLETS:
-            info = tarfile.TarInfo(f"bin/{applet}")
-            info.type = tarfile.SYMTYPE
-            info.linkname = "busybox"
-            tar.addfile(info)
-        add_file("etc/passwd", b"root:x:0:0:root:/:/bin/sh\n")
-        add_file("etc/group", b"root:x:0:\n")
-        for name, data in (extra_files or {}).items():
-            add_file(name.lstrip("/"), data)
-    return buf.getvalue()
-
-
-def import_image(client, tag: str, rootfs_tar: bytes, changes: list[str] | None = None) -> str:
-    """``docker import`` a rootfs tar as ``tag`` (through the SDK's low-level API)."""
-    resp = client.api.import_image_from_data(rootfs_tar, repository=tag.rsplit(":", 1)[0],
-                                             tag=tag.rsplit(":", 1)[1] if ":" in tag else "latest",
-                                             changes=changes)
-    return resp if isinstance(resp, str) else str(resp)
+    return busybox_rootfs_tar(extra_files)
 
 
 @pytest.fixture(scope="session")

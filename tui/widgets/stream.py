@@ -34,7 +34,7 @@ from core.action_log import ActionRecord, SkippedLine
 from core.safe_text import safe_line
 from core.engine_events import EngineBack, EngineEvent, EngineLost
 from core.gateway.events import ActivityEvent as AgentEvent
-from core.gateway.events import FeedGap, GatewayState, McpEvent, PeerEvent, event_line, who_name
+from core.gateway.events import FeedGap, GatewayState, McpEvent, PeerEvent, event_line, event_who, who_name
 from core.mcp_stream import StreamEvent
 from core.qms_watch import ActivityEvent
 from tui.actions import bindings
@@ -119,7 +119,7 @@ class LineMaker:
             return None
         payload = ev.model_dump(mode="json")
         if isinstance(ev, (McpEvent, PeerEvent)):
-            name = who_name(ev.who)
+            name = event_who(ev)
             text = event_line(ev)[len(name):].lstrip()
             failed = (isinstance(ev, McpEvent) and ev.outcome != "ok") or (isinstance(ev, PeerEvent)
                                                                            and ev.state == "refused")

@@ -217,7 +217,8 @@ class MainScreen(Screen[None]):
     def _need_link(self, doing: str) -> bool:
         if self.link_down or self.link is None or self.link.status != "connected":
             reason = self.link_down or "not connected yet"
-            self.notify(f"The MCP link is down ({reason}); {doing} waits for it to reconnect.",
+            self.notify(f"The MCP link is down ({reason}): nothing was done. {doing.capitalize()} needs the link; "
+                        "try again once it reconnects.",
                         title="MCP link down", severity="warning", markup=False)
             return False
         return True
@@ -354,8 +355,9 @@ def checkin_body(row: CheckoutRow, now: datetime | None, holder_running: bool, r
     parts: list[Table | Text] = [facts, what]
     if holder_running:
         parts.append(Text.assemble(
-            "\n", plain(row.holder or "?"), "'s container is running: if the agent used the server in the last "
-            "90 s, the server refuses (identity locked). The agent may also still be editing the copy.",
+            "\n", plain(row.holder or "?"), "'s container is running: while its client holds the identity on the "
+            "server (every call renews the hold, for as long as the server decides), the server refuses (identity "
+            "locked). The agent may also still be editing the copy.",
             style="bold yellow",
         ))
     return Group(*parts)
@@ -370,7 +372,8 @@ def repair_body(row: CheckoutRow) -> Group:
     ])
     what = Text.assemble(
         "\nThe meta says checked out to ", plain(row.holder or "?", "bold"), ", but the workspace copy is gone, "
-        "so neither checkin nor checkout works (the CLI cannot repair this).\n\nWhat happens: qms-panel "
+        "so neither checkin nor checkout works (`qms-panel repair` does the same from the command line).\n\n"
+        "What happens: qms-panel "
         "copies the current draft into the holder's workspace, then calls ", ("qms_checkin", "bold"),
         "(", plain(row.doc_id), ") as ", plain(row.holder or "?"), ". The document's content does not change. "
         "If the checkin fails, the copy is removed again and nothing else changes.",

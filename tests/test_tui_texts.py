@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from core.qms_state import CheckoutRow
-from test_tui_pilot import SIZE, notifications, panel, ready, until  # noqa: F401 - panel is a fixture
+from test_tui_pilot import SIZE, meta, notifications, panel, ready, until  # noqa: F401 - panel is a fixture
 from tui.app import make_app
 from tui.screens.main import checkin_body, repair_body
 
@@ -63,3 +63,21 @@ def test_the_dialogs_promise_no_wait_and_name_the_repair_command(sample_project)
     assert "cannot repair" not in repair and "`qms-panel repair` does the same from the command line" in repair
     checkin = _text(checkin_body(row, datetime(2026, 1, 1, tzinfo=UTC), True, sample_project))
     assert "identity locked" in checkin and "90 s" not in checkin and "300 s" not in checkin
+
+
+@pytest.mark.docker
+async def test_checkout_of_a_document_in_review_warns_it_will_be_withdrawn_then_asks(panel, sample_project):
+    settings, services, _ = panel
+    assert meta(sample_project, "CR-003")["status"] == "IN_PRE_REVIEW"  # claude's, in review
+    app = make_app(settings, services)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("o")
+        await until(pilot, lambda: type(app.screen).__name__ == "InputScreen", "the document id question")
+        await pilot.press(*"CR-003", "enter")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", "the warning")
+        assert "CR-003 is IN_PRE_REVIEW: checking it out withdraws it from pre-review" in _text(app.screen._body)
+        assert meta(sample_project, "CR-003")["checked_out"] is False  # nothing done before the answer
+        await pilot.press(*"take it back", "enter")
+        await until(pilot, lambda: meta(sample_project, "CR-003")["checked_out"], "CR-003 checked out")
+        assert meta(sample_project, "CR-003")["status"] == "DRAFT"  # the server withdrew it, as warned

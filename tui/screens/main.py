@@ -23,7 +23,7 @@ from core.doctor import ProbeResult
 from core.errors import QmsPanelError
 from core.gateway.calls_board import GatewayView
 from core.mcp_link import LinkState
-from core.qms_ops import check_doc_id
+from core.qms_ops import check_doc_id, checkout_warning
 from core.qms_state import CheckoutRow
 from tui.actions import bindings
 from tui.screens.confirm import Confirmation, ConfirmScreen
@@ -283,10 +283,31 @@ class MainScreen(Screen[None]):
 
         def go(doc_id: str | None) -> None:
             if doc_id:
-                self.app.operations.document("checkout", doc_id, agent)
+                self.run_worker(lambda: self._checkout_warned(doc_id, agent), thread=True,
+                                name=f"checkout {doc_id}: its workflow state")
 
         self.app.push_screen(InputScreen(f"Check out for {agent}", f"Document id to check out as {agent}:",
                                          placeholder="CR-001", check=check, blink=not self.app.still), go)
+
+    def _checkout_warned(self, doc_id: str, agent: str) -> None:
+        """(A thread worker.) Check ``doc_id`` out for ``agent``; first, when the checkout would also
+        withdraw it from a review or approval (or be refused for it), say so and ask."""
+        warning = checkout_warning(Path(self.project_root), doc_id, agent)
+
+        def ask() -> None:
+            if warning is None:
+                self.app.operations.document("checkout", doc_id, agent)
+                return
+
+            def go(answer: Confirmation | None) -> None:
+                if answer:
+                    self.app.operations.document("checkout", doc_id, agent, answer.reason)
+
+            self.app.push_screen(ConfirmScreen(f"Check out {doc_id} for {agent}", checkout_body(doc_id, warning),
+                                               confirm="Check out", danger=True, reason=True,
+                                               blink=not self.app.still), go)
+
+        self.app.call_from_thread(ask)
 
     # --- checks, stream, help ---
 
@@ -361,6 +382,11 @@ def checkin_body(row: CheckoutRow, now: datetime | None, holder_running: bool, r
             style="bold yellow",
         ))
     return Group(*parts)
+
+
+def checkout_body(doc_id: str, warning: str) -> Group:
+    return Group(Text.assemble(plain(warning), style="bold yellow"), Text.assemble(
+        "\nWhat happens: qms-panel calls ", ("qms_checkout", "bold"), "(", plain(doc_id), ") over MCP."))
 
 
 def repair_body(row: CheckoutRow) -> Group:

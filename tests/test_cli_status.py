@@ -42,4 +42,7 @@ def test_status_without_an_engine_claims_no_agent_is_without_a_container(sample_
                                        timeout=60).stdout)
 
     assert "containers: unknown (engine unreachable)" in text.stdout and "no container:" not in text.stdout
+    [engine] = [line for line in text.stdout.splitlines() if line.startswith("engine")]
+    assert engine.startswith(f"engine   UNREACHABLE  unix://{tmp_path}/no-engine.sock  no socket at ")
+    assert engine.lower().count("unreachable") == 1  # said once
     assert report["engine"]["ok"] is False and report["not_launched"] == []

@@ -20,7 +20,7 @@ from core.container_board import ContainersView
 from core.containers import ContainerRow
 from core.engine import CLIENT_TIMEOUT
 from core.gateway.calls_board import GatewayView
-from core.errors import LinkDown
+from core.errors import EngineUnreachable, LinkDown
 from core.mcp_link import LinkState
 from core.qms_board import QmsView
 from core.qms_state import CheckoutRow, ScanWarning
@@ -173,12 +173,17 @@ def _state(row: ContainerRow, activity: AgentActivity | None) -> str:
     return row.status_text or row.state
 
 
+def said_once(reason: str | None, title: str) -> str:
+    """``reason`` without a leading ``title: `` the line has said already (``UNREACHABLE``)."""
+    return (reason or "").removeprefix(f"{title}: ")
+
+
 def print_report(report: StatusReport) -> None:
     now = report.generated_at
     engine, link = report.engine, report.link
     print(f"project  {report.project_root}")
     print(f"engine   {'up' if engine.ok else 'UNREACHABLE'}  {engine.endpoint}"
-          + (f"  ({engine.version})" if engine.version else f"  {engine.error}"))
+          + (f"  ({engine.version})" if engine.version else f"  {said_once(engine.error, EngineUnreachable.title)}"))
     latency = f", {link.latency_ms:.0f} ms" if link.latency_ms is not None else ""
     tools = f", {len(link.tools)} tools" if link.tools else ""
     print(f"mcp      {link.status.upper() if link.status != 'connected' else 'connected'}  {link.url}"

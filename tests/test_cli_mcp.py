@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import anyio
 import pytest
 
 from core.containers import ContainerManager
@@ -18,6 +19,7 @@ from core.qms_files import displaced_dir, find_meta
 from core.settings import Settings
 from support.devserver import free_port
 from support.docker_env import TEST_LABEL
+from test_qms_ops import connected
 
 
 def qms_panel(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -231,3 +233,30 @@ def test_ping_warns_of_nothing_when_the_server_listens_for_containers(sample_pro
                                   "--container-mcp-url", f"http://host.docker.internal:{server.port}/sse",
                                   "--container-prefix", "qmst-none-", "--state-dir", str(tmp_path)).stdout)
     assert report["host"]["ok"] and report["container_reach"] is None
+
+
+def test_a_permission_denied_keeps_every_line_on_the_command_line(sample_project, devserver):
+    done = op("checkout", "CR-002", "qa", sample_project, devserver.url)
+    as_json = json.loads(op("checkout", "CR-002", "qa", sample_project, devserver.url, "--json").stdout)
+
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith("qms-panel: Checkout refused: CR-002 for qa: Permission Denied: 'checkout' command "
+                                  "Your role: quality (qa) Required role(s): initiator ")
+    assert as_json["reason"].startswith("Permission Denied: 'checkout' command\n\nYour role: quality (qa)\n"
+                                        "Required role(s): initiator\n")
+    assert as_json["reason"].endswith("Route documents for workflows (Initiator only)")  # to its last line
+
+
+async def test_an_identity_lock_on_the_command_line_promises_no_wait_and_claims_no_container(sample_project,
+                                                                                              devserver_factory):
+    server = devserver_factory(sample_project, identity_ttl=60)
+    holder = {"X-QMS-Identity": "claude", "X-QMS-Instance": "c0ffee00-2222"}  # any client sending the header
+    async with connected(server.url, sample_project, headers=holder) as agent:
+        assert (await agent.inbox("claude")).status == "ok"
+        done = await anyio.to_thread.run_sync(lambda: op("checkin", "CR-001", "claude", sample_project, server.url))
+
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1
+    line = done.stderr
+    assert line.startswith("qms-panel: Checkin refused: CR-001 for claude: the server refuses calls as claude without "
+                           "an identity header: a client that sends X-QMS-Identity: claude (instance c0ffee00) holds")
+    assert "container" not in line and not any(f"{n} s" in line for n in (60, 90, 300))  # no claim, no wait promised

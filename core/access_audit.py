@@ -454,7 +454,7 @@ def _audit(manager: ContainerManager, settings: Settings, row: ContainerRow, onl
     base = dict(agent=agent, agent_source=source, container=row.name, container_id=row.id,
                 managed=row.managed, state=row.state)
     if row.state != "running":
-        return ContainerAudit(**base, audited=False, note=f"{row.state}: not audited (only running containers are)",
+        return ContainerAudit(**base, audited=False, note=f"the container is {row.state}; only running containers are audited",
                               rows=[], ok=True)
     probe = row.managed or probe_unmanaged
     rows, outcome = _audit_rows(manager, settings, row, detail, agent, probe=probe)

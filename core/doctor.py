@@ -116,6 +116,7 @@ class DoctorReport(BaseModel):
     upstream: ProbeResult | None = None  # the host's check of upstream_url, when a gateway runs
     containers: list[ProbeResult] = []
     engine_error: str | None = None  # the containers could not be listed
+    container_reach: str | None = None  # no container was probed, and none could reach the server: why
     ok: bool
 
 
@@ -240,6 +241,30 @@ def _diagnose(attempt: _Attempt, url: str, transport: TransportName, timeout: fl
     if attempt.failure == "bad-reply":
         return f"Connected, but {path} did not answer the MCP initialize: {attempt.detail}."
     return f"The probe failed: {attempt.detail}."
+
+
+def container_reach(settings: Settings, manager: ContainerManager) -> str | None:
+    """Why no container can reach ``container_mcp_url``, said before any container tries: it
+    names this host (``host.docker.internal`` or the bridge address) and its port listens only
+    on loopback here. Inside a container ``host.docker.internal`` is the host's bridge address,
+    never the host's 127.0.0.1. None when that is not the case, or cannot be told."""
+    host, port = _host_port(settings.container_mcp_url)
+    addrs = listeners(port)
+    if not addrs or loopback_only(port) is not True:
+        return None
+    try:
+        bridge: str | None = manager.bridge_gateway()
+    except EngineError:
+        bridge = None
+    if host != "host.docker.internal" and host != bridge:
+        return None
+    where = bridge or "the Docker bridge address"
+    listen = "" if port == 8000 else f" --gateway-listen {where}:{port}"
+    return (f"Containers cannot reach {redact_url(settings.container_mcp_url)}: inside a container "
+            f"{host} is this host's bridge address ({where}), not 127.0.0.1, and port {port} listens only on "
+            f"{', '.join(sorted(set(addrs)))} here; run `qms-panel gateway --upstream-url "
+            f"{redact_url(settings.mcp_url)}{listen}`, which listens on {where}:{port} and forwards to the server "
+            f"(or start the server with --host 0.0.0.0).")
 
 
 def _loopback_diagnosis(agent: str, port: int, certain: bool) -> str:
@@ -553,5 +578,8 @@ async def run_doctor(settings: Settings, manager: ContainerManager, rows: Iterab
             if result.failure == "refused":
                 result.diagnosis = _loopback_diagnosis(row.agent, port, certain=False)
     gateway = hop[0] if hop else None
+    reach = None
+    if not found and not (gateway is not None and gateway.running):  # no container has said it, no gateway between
+        reach = await anyio.to_thread.run_sync(container_reach, settings, manager)
     return DoctorReport(host=host[0], gateway=gateway, upstream=upstream[0] if upstream else None, containers=found,
-                        ok=host[0].ok and all(r.ok for r in found) and (gateway is None or gateway.ok))
+                        container_reach=reach, ok=host[0].ok and all(r.ok for r in found) and (gateway is None or gateway.ok))

@@ -212,6 +212,29 @@ def _identity_locked_text(agent: str, reason: str) -> str:
             f"after that client's last request (the server's TTL). Retry later, or stop the client that holds it.")
 
 
+ACTIVE_WORKFLOWS = ("IN_REVIEW", "IN_APPROVAL", "IN_PRE_REVIEW", "IN_PRE_APPROVAL", "IN_POST_REVIEW",
+                    "IN_POST_APPROVAL")
+
+
+def checkout_warning(project_root: Path, doc_id: str, agent: str) -> str | None:
+    """What a checkout of ``doc_id`` as ``agent`` does beyond checking it out, said before it is
+    asked (contract 7a, [latest]): a document in an active review or approval is withdrawn from
+    it by its owner's checkout, and anyone else's is refused. None when there is nothing to say
+    (or no metadata to tell from: the server then says what it finds). Reads one file: call it
+    in a worker thread."""
+    meta = find_meta(project_root, doc_id) or {}
+    status, owner = meta.get("status"), meta.get("responsible_user")
+    if status not in ACTIVE_WORKFLOWS:
+        return None
+    stage = status.removeprefix("IN_").lower().replace("_", "-")
+    if owner and owner != agent:
+        return (f"{doc_id} is {status}, owned by {owner}: the server refuses a checkout by anyone but its owner "
+                f"during its {stage}.")
+    return (f"{doc_id} is {status}: checking it out withdraws it from {stage} (the workflow ends, its reviewers "
+            f"and approvers are cleared, their inbox tasks deleted); it goes through {stage} again only when "
+            f"routed anew.")
+
+
 # --- classification ---------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import ipaddress
+import json
 import os
 import math
 import re
@@ -106,6 +107,47 @@ def parse_duration(value: Any) -> Any:
             d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
             return timedelta(days=d, hours=h, minutes=mi, seconds=s)
     return value
+
+
+def format_duration(value: timedelta) -> str:
+    """A duration as an operator writes it and :func:`parse_duration` reads it back: ``4h``,
+    ``1h30m``, ``90s`` is ``1m30s``, ``2d``, ``0.5s``."""
+    rest = value.total_seconds()
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{int(count)}{unit}")
+    if rest or not parts:
+        parts.append(f"{round(rest, 6):g}s")
+    return "".join(parts)
+
+
+def setting_text(settings: "Settings", field: str) -> str:
+    """One setting's value as it is written in a flag, an environment variable or the TOML file
+    (``4h``, ``true``, ``claude,qa``), and nothing for a value left unset."""
+    value = getattr(settings, field)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, list):
+        return ",".join(value)
+    if isinstance(value, dict):
+        return json.dumps(value) if value else ""
+    return str(value)
+
+
+def setting_values(settings: "Settings") -> dict[str, Any]:
+    """Every setting as plain JSON data the loader takes back: durations in seconds, paths as
+    strings, unset values as None."""
+    data = settings.model_dump(mode="json")
+    for field, value in data.items():
+        if isinstance(getattr(settings, field), timedelta):
+            data[field] = getattr(settings, field).total_seconds()
+    return data
 
 
 def parse_listen(value: str) -> tuple[str, int]:

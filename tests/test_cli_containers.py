@@ -64,6 +64,13 @@ def test_lifecycle_through_the_command_line(cli, docker_client, unique_prefix):
         "ok": True, "agent": "claude", "container": f"{unique_prefix}claude", "volume": volume,
         "volume_removed": False}
     assert [v.name for v in docker_client.volumes.list(filters={"name": unique_prefix})] == [volume]
+    # no container: nothing is removed, and one line says so (the volume goes with its container)
+    for args in (("--volume",), ()):
+        error = refused(cli("remove", "claude", *args, "--json"), 1, "ContainerNotFound")
+        assert f"no container {unique_prefix}claude" in error["error"] and "nothing removed" in error["error"]
+        assert ("docker volume rm " + volume in error["error"]) == bool(args)
+    assert [v.name for v in docker_client.volumes.list(filters={"name": unique_prefix})] == [volume]
+    ok_json(cli("launch", "claude", "--command", AGENT_COMMAND, "--json"))
     assert ok_json(cli("remove", "claude", "--volume", "--json"))["volume_removed"] is True
     assert docker_client.volumes.list(filters={"name": unique_prefix}) == []
 

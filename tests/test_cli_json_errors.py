@@ -26,7 +26,7 @@ ARGV = {
     "repair": ["repair", "CR-001", "--agent", "claude"], "restart": ["restart", "claude"],
     "start": ["start", "claude"], "status": ["status"], "stop": ["stop", "claude"],
     "devserver": ["devserver", "--project-root", "PROJECT"], "history": ["history"],
-    "gateway": ["gateway"], "watch": ["watch"],
+    "gateway": ["gateway"], "watch": ["watch"], "logs": ["logs", "claude"],
 }
 
 

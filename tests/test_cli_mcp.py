@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import anyio
 import pytest
 
 from core.containers import ContainerManager
@@ -18,6 +19,7 @@ from core.qms_files import displaced_dir, find_meta
 from core.settings import Settings
 from support.devserver import free_port
 from support.docker_env import TEST_LABEL
+from test_qms_ops import connected
 
 
 def qms_panel(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -190,3 +192,71 @@ def test_call_timeout_from_toml_env_and_flag(sample_project, tmp_path, monkeypat
     monkeypatch.delenv("QMS_PANEL_CALL_TIMEOUT")
     with pytest.raises(SettingsError, match=r"^Bad configuration: call_timeout: nan is not a duration"):
         load_settings(config=toml)
+
+
+@pytest.mark.docker
+def test_ping_says_why_containers_cannot_reach_a_loopback_server_and_the_way_that_works(
+        sample_project, devserver_factory, gateway_factory, test_image, unique_prefix, docker_client, tmp_path):
+    server = devserver_factory(sample_project)  # 127.0.0.1 only, as `qms-panel devserver` starts it
+    inside = f"http://host.docker.internal:{server.port}/sse"
+    common = ["--project-root", str(sample_project), "--container-prefix", unique_prefix, "--image", test_image,
+              "--mcp-url", server.url, "--container-mcp-url", inside]
+    bridge = docker_client.api.inspect_network("bridge")["IPAM"]["Config"][0]["Gateway"]
+
+    text = qms_panel("ping", *common, "--state-dir", str(tmp_path / "no-gateway"))
+    report = json.loads(qms_panel("ping", "--json", *common, "--state-dir", str(tmp_path / "no-gateway")).stdout)
+
+    [warning] = [line for line in text.stdout.splitlines() if "WARNING" in line]
+    assert warning.startswith(f"containers   WARNING  Containers cannot reach {inside}: ")
+    assert f"bridge address ({bridge}), not 127.0.0.1, and port {server.port} listens only on 127.0.0.1" in warning
+    advice = f"qms-panel gateway --upstream-url {server.url} --gateway-listen {bridge}:{server.port}"
+    assert f"`{advice}`" in warning and report["container_reach"] in warning
+    assert text.returncode == 0 and report["host"]["ok"]  # the host reaches it: a warning, not a failure
+
+    # the way it names works: with that gateway in front, a container reaches the server
+    gateway = gateway_factory(sample_project, server.url, listen=f"{bridge}:{server.port}")
+    settings = Settings(project_root=sample_project, image=test_image, container_prefix=unique_prefix)
+    manager = ContainerManager(settings, client=docker_client, extra_labels={TEST_LABEL: "1"})
+    manager.launch("claude", command=["sleep", "3600"])
+    try:
+        through = json.loads(qms_panel("ping", "--json", *common, "--state-dir", str(gateway.state_dir),
+                                       "--feed-listen", gateway.feed_listen).stdout)
+    finally:
+        manager.remove("claude", remove_volume=True)
+    assert [(c["where"], c["ok"]) for c in through["containers"]] == [("claude", True)]
+    assert through["gateway"]["running"] and through["container_reach"] is None
+
+
+def test_ping_warns_of_nothing_when_the_server_listens_for_containers(sample_project, devserver_factory, tmp_path):
+    server = devserver_factory(sample_project, host="0.0.0.0")
+    report = json.loads(qms_panel("ping", "--json", "--project-root", str(sample_project), "--mcp-url", server.url,
+                                  "--container-mcp-url", f"http://host.docker.internal:{server.port}/sse",
+                                  "--container-prefix", "qmst-none-", "--state-dir", str(tmp_path)).stdout)
+    assert report["host"]["ok"] and report["container_reach"] is None
+
+
+def test_a_permission_denied_keeps_every_line_on_the_command_line(sample_project, devserver):
+    done = op("checkout", "CR-002", "qa", sample_project, devserver.url)
+    as_json = json.loads(op("checkout", "CR-002", "qa", sample_project, devserver.url, "--json").stdout)
+
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith("qms-panel: Checkout refused: CR-002 for qa: Permission Denied: 'checkout' command "
+                                  "Your role: quality (qa) Required role(s): initiator ")
+    assert as_json["reason"].startswith("Permission Denied: 'checkout' command\n\nYour role: quality (qa)\n"
+                                        "Required role(s): initiator\n")
+    assert as_json["reason"].endswith("Route documents for workflows (Initiator only)")  # to its last line
+
+
+async def test_an_identity_lock_on_the_command_line_promises_no_wait_and_claims_no_container(sample_project,
+                                                                                              devserver_factory):
+    server = devserver_factory(sample_project, identity_ttl=60)
+    holder = {"X-QMS-Identity": "claude", "X-QMS-Instance": "c0ffee00-2222"}  # any client sending the header
+    async with connected(server.url, sample_project, headers=holder) as agent:
+        assert (await agent.inbox("claude")).status == "ok"
+        done = await anyio.to_thread.run_sync(lambda: op("checkin", "CR-001", "claude", sample_project, server.url))
+
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1
+    line = done.stderr
+    assert line.startswith("qms-panel: Checkin refused: CR-001 for claude: the server refuses calls as claude without "
+                           "an identity header: a client that sends X-QMS-Identity: claude (instance c0ffee00) holds")
+    assert "container" not in line and not any(f"{n} s" in line for n in (60, 90, 300))  # no claim, no wait promised

@@ -116,3 +116,39 @@ def test_durations(root, tmp_path):
     for value, seconds in (("90m", 5400), ("1h30m", 5400), ("3600", 3600), ("2d", 172800)):
         proc = qms_panel("config", "--json", "--project-root", str(root), "--stuck-after", value, cwd=tmp_path)
         assert json.loads(proc.stdout)["stuck_after"] == seconds
+
+
+def _text_values(stdout: str) -> dict[str, str]:
+    settings_part = stdout.split("\naccess matrix for", 1)[0]
+    return {key: rest.strip() for key, _, rest in (line.partition(" ") for line in settings_part.splitlines())}
+
+
+def test_config_text_is_written_as_the_settings_are(root, tmp_path):
+    (tmp_path / "qms-panel.toml").write_text(
+        'project_root = "proj"\nagents = ["claude", "qa"]\nstuck_after = "1h30m"\ncall_timeout = 90\n'
+        'gateway_allow_host = true\n[keymap]\n"container.restart" = "ctrl+r"\n')
+    proc = qms_panel("config", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    shown = _text_values(proc.stdout)
+    assert shown["stuck_after"] == "1h30m" and shown["call_timeout"] == "1m30s"
+    assert shown["agents"] == "claude,qa" and shown["gateway_allow_host"] == "true"
+    assert shown["deploy_key"] == "" and shown["feed_token_file"] == "" and shown["gateway_listen"] == ""
+    assert "None" not in proc.stdout and ":00" not in proc.stdout.split("\naccess matrix")[0]
+    # every value said is one the loader takes back: as environment variables, they make the same settings
+    env = {f"QMS_PANEL_{key.upper()}": value for key, value in shown.items() if value}
+    again = qms_panel("config", "--json", cwd=tmp_path / "proj", env=env)
+    first = qms_panel("config", "--json", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == json.loads(first.stdout)
+    assert json.loads(first.stdout)["call_timeout"] == 90 and json.loads(first.stdout)["deploy_key"] is None
+
+
+def test_config_json_is_taken_back(root, tmp_path):
+    first = json.loads(qms_panel("config", "--json", "--project-root", str(root), "--stuck-after", "2d",
+                                 "--call-timeout", "0.5", cwd=tmp_path).stdout)
+    toml = "".join(f"{key} = {json.dumps(value)}\n" for key, value in first.items()
+                   if value is not None and not isinstance(value, (dict, list)))
+    (tmp_path / "back.toml").write_text(toml)
+    again = qms_panel("config", "--json", "--config", str(tmp_path / "back.toml"), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == first and first["stuck_after"] == 172800

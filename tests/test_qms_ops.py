@@ -514,3 +514,15 @@ async def test_file_work_runs_off_the_event_loop(server, sample_project, monkeyp
         assert (await ops.checkout("CR-001", "claude")).ok
         assert (await ops.checkin("CR-001", "claude")).ok
     assert threads and threading.main_thread().name not in threads, threads
+
+
+def test_checkout_warning_says_a_checkout_in_review_withdraws_it_or_is_refused(sample_project):
+    from core.qms_ops import checkout_warning
+
+    assert checkout_warning(sample_project, "CR-003", "claude").startswith(  # claude's, IN_PRE_REVIEW
+        "CR-003 is IN_PRE_REVIEW: checking it out withdraws it from pre-review")
+    assert checkout_warning(sample_project, "CR-003", "lead") == (
+        "CR-003 is IN_PRE_REVIEW, owned by claude: the server refuses a checkout by anyone but its owner during its "
+        "pre-review.")
+    assert checkout_warning(sample_project, "CR-002", "lead") is None  # a draft: nothing beyond the checkout
+    assert checkout_warning(sample_project, "CR-404", "lead") is None  # no metadata: the server says what it finds

@@ -125,7 +125,7 @@ def test_every_command_prints_through_the_safe_streams(monkeypatch, capsys, name
     monkeypatch.setattr(cli, "quiet_library_logs", lambda: None)
     argv = {"attach": ["claude"], "checkin": ["X-1", "--agent", "a"], "checkout": ["X-1", "--agent", "a"],
             "repair": ["X-1", "--agent", "a"], "image": ["build"], "launch": ["a"], "remove": ["a"],
-            "restart": ["a"], "start": ["a"], "stop": ["a"], "devserver": ["--init", "x"]}.get(name, [])
+            "restart": ["a"], "start": ["a"], "stop": ["a"], "devserver": ["--init", "x"], "logs": ["a"]}.get(name, [])
     assert cli.main([name, *argv]) == 0
     out, err = capsys.readouterr()
     assert_shown_not_sent(out + err, "\\x1b[2J\\x1b]0;owned\\x07[bold red]x out", "[bold red]x err", "[/]")

@@ -121,6 +121,12 @@ class Checks:
         if not self._engine_up():
             self.show(Notice(title="Cannot audit", message="The Docker engine is unreachable; the audit needs it."))
             return
+        view = self.services.container_board.view
+        if view.listed and not any(row.state == "running" for row in view.rows):
+            stopped = f" ({len(view.rows)} stopped)" if view.rows else ""
+            self.show(Notice(title="Nothing to audit", message=f"No container of this project is running{stopped}; "
+                             "the audit reads the mounts of running containers and probes them. Launch one first."))
+            return
         self.audit.request()
 
     def _failed(self, what: str, err: Exception) -> None:

@@ -56,6 +56,8 @@ def _print(report: DoctorReport) -> None:
         print(f"{'containers':<12} FAILED  {report.engine_error}")
     elif not report.containers:
         print(f"{'containers':<12} none running")
+    if report.container_reach:
+        print(f"{'containers':<12} WARNING  {safe_line(report.container_reach)}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,8 +1,12 @@
-"""`qms-panel remove AGENT [--volume]`: remove an agent's container; its /projects volume only when asked."""
+"""`qms-panel remove AGENT [--volume]`: remove an agent's container; its /projects volume only when asked.
+
+No container, nothing removed: the command exits 1 with one line (``--volume`` goes with the
+container; a volume an earlier ``remove`` kept is removed with ``docker volume rm``)."""
 
 from __future__ import annotations
 
 from core import layout
+from core.errors import ContainerNotFound
 from core.services import build_services
 from core.settings import check_agent_id
 from tui.cli_common import EXIT_OK, print_json, settings_from_args
@@ -23,8 +27,16 @@ def run(args) -> int:
     check_agent_id(args.agent)
     settings = settings_from_args(args)
     volume = layout.projects_volume(settings.container_prefix, args.agent)
-    recorded(args, settings, "remove",
-             lambda: build_services(settings).containers.remove(args.agent, remove_volume=args.volume), agent=args.agent,
+
+    def remove() -> None:
+        containers = build_services(settings).containers
+        if containers.get(args.agent) is None:
+            kept = f" (a volume an earlier remove kept goes with `docker volume rm {volume}`)" if args.volume else ""
+            raise ContainerNotFound(f"no container {settings.container_name(args.agent)} for agent {args.agent!r} "
+                                    f"on {containers.endpoint}: nothing removed{kept}")
+        containers.remove(args.agent, remove_volume=args.volume)
+
+    recorded(args, settings, "remove", remove, agent=args.agent,
              container=settings.container_name(args.agent),
              result=lambda _: ("ok", f"volume {volume} {'removed' if args.volume else 'kept'}"))
     if args.json:

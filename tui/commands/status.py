@@ -20,7 +20,7 @@ from core.container_board import ContainersView
 from core.containers import ContainerRow
 from core.engine import CLIENT_TIMEOUT
 from core.gateway.calls_board import GatewayView
-from core.errors import LinkDown
+from core.errors import EngineUnreachable, LinkDown
 from core.mcp_link import LinkState
 from core.qms_board import QmsView
 from core.qms_state import CheckoutRow, ScanWarning
@@ -59,6 +59,7 @@ class StatusReport(BaseModel):
     generated_at: datetime
     engine: EngineStatus
     containers: list[ContainerRow]
+    not_launched: list[str]  # the declared agents (settings.agents) that have no container; empty when unknown
     link: LinkState
     gateway: GatewayStatus
     activity: dict[str, AgentActivity]  # by agent, from the gateway's feed (telemetry and hooks)
@@ -126,11 +127,19 @@ def collect(services: Services, timeout: float) -> StatusReport:
     assert snapshot is not None  # a settled QMS board has scanned
     return StatusReport(
         project_root=str(services.project_root), generated_at=services.now(), engine=engine,
-        containers=rows or [], link=link, gateway=gateway, activity=calls.activity.agents,
+        containers=rows or [], link=link, not_launched=not_launched(services.settings.agents, rows), gateway=gateway, activity=calls.activity.agents,
         checkouts=snapshot.checkouts,
         inboxes={agent: len(tasks) for agent, tasks in snapshot.inboxes.items()},
         warnings=snapshot.warnings, ok=engine.ok and link.status == "connected",
     )
+
+
+def not_launched(agents: list[str], rows: list[ContainerRow] | None) -> list[str]:
+    """The declared agents no container serves (none known when the engine did not answer)."""
+    if rows is None:
+        return []
+    have = {row.agent for row in rows}
+    return [agent for agent in agents if agent not in have]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -164,12 +173,17 @@ def _state(row: ContainerRow, activity: AgentActivity | None) -> str:
     return row.status_text or row.state
 
 
+def said_once(reason: str | None, title: str) -> str:
+    """``reason`` without a leading ``title: `` the line has said already (``UNREACHABLE``)."""
+    return (reason or "").removeprefix(f"{title}: ")
+
+
 def print_report(report: StatusReport) -> None:
     now = report.generated_at
     engine, link = report.engine, report.link
     print(f"project  {report.project_root}")
     print(f"engine   {'up' if engine.ok else 'UNREACHABLE'}  {engine.endpoint}"
-          + (f"  ({engine.version})" if engine.version else f"  {engine.error}"))
+          + (f"  ({engine.version})" if engine.version else f"  {said_once(engine.error, EngineUnreachable.title)}"))
     latency = f", {link.latency_ms:.0f} ms" if link.latency_ms is not None else ""
     tools = f", {len(link.tools)} tools" if link.tools else ""
     print(f"mcp      {link.status.upper() if link.status != 'connected' else 'connected'}  {link.url}"
@@ -194,6 +208,9 @@ def print_report(report: StatusReport) -> None:
              "yes" if r.managed else "NO")
             for r in report.containers
         ])
+    if report.not_launched:
+        names = ", ".join(report.not_launched)
+        print(f"no container: {names} (declared in agents; `qms-panel launch AGENT` makes one)")
     print()
     if not report.checkouts:
         print("checkouts: none")

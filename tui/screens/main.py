@@ -23,7 +23,7 @@ from core.doctor import ProbeResult
 from core.errors import QmsPanelError
 from core.gateway.calls_board import GatewayView
 from core.mcp_link import LinkState
-from core.qms_ops import check_doc_id
+from core.qms_ops import check_doc_id, checkout_warning
 from core.qms_state import CheckoutRow
 from tui.actions import bindings
 from tui.screens.confirm import Confirmation, ConfirmScreen
@@ -217,7 +217,8 @@ class MainScreen(Screen[None]):
     def _need_link(self, doing: str) -> bool:
         if self.link_down or self.link is None or self.link.status != "connected":
             reason = self.link_down or "not connected yet"
-            self.notify(f"The MCP link is down ({reason}); {doing} waits for it to reconnect.",
+            self.notify(f"The MCP link is down ({reason}): nothing was done. {doing.capitalize()} needs the link; "
+                        "try again once it reconnects.",
                         title="MCP link down", severity="warning", markup=False)
             return False
         return True
@@ -282,10 +283,31 @@ class MainScreen(Screen[None]):
 
         def go(doc_id: str | None) -> None:
             if doc_id:
-                self.app.operations.document("checkout", doc_id, agent)
+                self.run_worker(lambda: self._checkout_warned(doc_id, agent), thread=True,
+                                name=f"checkout {doc_id}: its workflow state")
 
         self.app.push_screen(InputScreen(f"Check out for {agent}", f"Document id to check out as {agent}:",
                                          placeholder="CR-001", check=check, blink=not self.app.still), go)
+
+    def _checkout_warned(self, doc_id: str, agent: str) -> None:
+        """(A thread worker.) Check ``doc_id`` out for ``agent``; first, when the checkout would also
+        withdraw it from a review or approval (or be refused for it), say so and ask."""
+        warning = checkout_warning(Path(self.project_root), doc_id, agent)
+
+        def ask() -> None:
+            if warning is None:
+                self.app.operations.document("checkout", doc_id, agent)
+                return
+
+            def go(answer: Confirmation | None) -> None:
+                if answer:
+                    self.app.operations.document("checkout", doc_id, agent, answer.reason)
+
+            self.app.push_screen(ConfirmScreen(f"Check out {doc_id} for {agent}", checkout_body(doc_id, warning),
+                                               confirm="Check out", danger=True, reason=True,
+                                               blink=not self.app.still), go)
+
+        self.app.call_from_thread(ask)
 
     # --- checks, stream, help ---
 
@@ -354,11 +376,17 @@ def checkin_body(row: CheckoutRow, now: datetime | None, holder_running: bool, r
     parts: list[Table | Text] = [facts, what]
     if holder_running:
         parts.append(Text.assemble(
-            "\n", plain(row.holder or "?"), "'s container is running: if the agent used the server in the last "
-            "90 s, the server refuses (identity locked). The agent may also still be editing the copy.",
+            "\n", plain(row.holder or "?"), "'s container is running: while its client holds the identity on the "
+            "server (every call renews the hold, for as long as the server decides), the server refuses (identity "
+            "locked). The agent may also still be editing the copy.",
             style="bold yellow",
         ))
     return Group(*parts)
+
+
+def checkout_body(doc_id: str, warning: str) -> Group:
+    return Group(Text.assemble(plain(warning), style="bold yellow"), Text.assemble(
+        "\nWhat happens: qms-panel calls ", ("qms_checkout", "bold"), "(", plain(doc_id), ") over MCP."))
 
 
 def repair_body(row: CheckoutRow) -> Group:
@@ -370,7 +398,8 @@ def repair_body(row: CheckoutRow) -> Group:
     ])
     what = Text.assemble(
         "\nThe meta says checked out to ", plain(row.holder or "?", "bold"), ", but the workspace copy is gone, "
-        "so neither checkin nor checkout works (the CLI cannot repair this).\n\nWhat happens: qms-panel "
+        "so neither checkin nor checkout works (`qms-panel repair` does the same from the command line).\n\n"
+        "What happens: qms-panel "
         "copies the current draft into the holder's workspace, then calls ", ("qms_checkin", "bold"),
         "(", plain(row.doc_id), ") as ", plain(row.holder or "?"), ". The document's content does not change. "
         "If the checkin fails, the copy is removed again and nothing else changes.",

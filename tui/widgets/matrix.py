@@ -131,7 +131,7 @@ class MatrixPane(Pane):
         elif self.auditing:
             self.set_notice("Auditing: reading mounts and probing each path…", "yellow")
         elif self.audit is not None and not self.audit.audited:
-            self.set_notice(f"Declared matrix only: not audited ({self.audit.note or self.audit.state}).", "dim")
+            self.set_notice(f"Declared matrix only: {safe_line(self.audit.note) or self.audit.state}.", "dim")
         elif self.audit is None:
             if self.engine.status == "down":
                 why = "the Docker engine is unreachable"

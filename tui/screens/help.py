@@ -11,7 +11,8 @@ from textual.widgets import Static
 
 from tui.actions import ACTIONS, bindings, key_label
 
-SECTIONS = (("Panel", "main"), ("In the live stream", "stream"), ("Logs screen", "logs"), ("Dialogs", "dialog"))
+SECTIONS = (("Panel", "main"), ("In the tables", "table"),
+            ("In the live stream", "stream"), ("Logs screen", "logs"), ("Dialogs", "dialog"))
 
 STATES = (
     ("ok", "green", "held and recently edited"),
@@ -23,17 +24,20 @@ STATES = (
 
 
 def help_table(keymap: dict[str, str] | None = None) -> Table:
+    """Every key: the key, its one name (the footer's and the palette's label) and its help line."""
     table = Table.grid(padding=(0, 2))
     table.add_column(justify="right", style="bold")
+    table.add_column(style="bold")
     table.add_column()
     for heading, scope in SECTIONS:
-        table.add_row("", Text(heading, style="bold underline"))
+        table.add_row("", Text(heading, style="bold underline"), "")
         for action in (a for a in ACTIONS if a.scope == scope):
-            table.add_row(Text(key_label(action, keymap)), action.help)  # the operator's keys: not markup
-        table.add_row("", "")
-    table.add_row("", Text("Document states", style="bold underline"))
+            # the operator's keys: not markup
+            table.add_row(Text(key_label(action, keymap)), Text(action.label), Text(action.help))
+        table.add_row("", "", "")
+    table.add_row("", Text("Document states", style="bold underline"), "")
     for name, style, meaning in STATES:
-        table.add_row(Text(name, style=style), meaning)
+        table.add_row("", Text(name, style=style), meaning)
     return table
 
 
@@ -43,7 +47,7 @@ class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > VerticalScroll {
-        width: 100; max-width: 95%; height: auto; max-height: 90%;
+        width: 120; max-width: 100%; height: auto; max-height: 90%;
         border: thick $accent; background: $surface; padding: 1 2;
     }
     """

@@ -52,6 +52,19 @@ def verdict_cell(row: AuditRow) -> Text:
     return Text(VERDICT_LABEL.get(row.verdict, row.verdict.value), style=VERDICT_STYLE.get(row.verdict, ""))
 
 
+def short_path(path: str, width: int) -> str:
+    """``path`` in ``width`` cells: whole when it fits, else its last folders after ``…/``
+    (``…/claude/workspace``; the pane's title names the agent), else cut at the end."""
+    if len(path) <= width:
+        return path
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        tail = "…/" + "/".join(parts[i:])
+        if len(tail) <= width:
+            return tail
+    return path[: max(width - 1, 0)] + "…"
+
+
 def _declared(access: Access | None) -> str:
     return "undeclared" if access is None else DECLARED.get(access, access.value)
 
@@ -60,7 +73,10 @@ class MatrixPane(Pane):
     """Declared rules (:class:`core.layout.PathRule`) merged with an audit's rows, when there is one."""
 
     NOTICE_LINES = 3
-    COLUMNS = (("PATH", 44), ("VERDICT", 8), ("DECLARED", 9), ("MOUNTED", 9), ("PROBE", 9))
+    PATH_WIDTH = 44  # the longest path of the matrix, whole
+    COLUMNS = (("PATH", PATH_WIDTH), ("VERDICT", 8), ("DECLARED", 10), ("MOUNTED", 10), ("PROBE", 9))
+    # narrower: what is declared against what the probe found (the notice line tells the mount)
+    NARROW_COLUMNS = (("PATH", PATH_WIDTH), ("VERDICT", 8), ("DECLARED", 10), ("PROBE", 9))
 
     agent: var[str | None] = var(None)
     rules: var[tuple] = var(tuple)  # PathRule, declared for ``agent``
@@ -73,6 +89,17 @@ class MatrixPane(Pane):
     def __init__(self, **kwargs) -> None:
         super().__init__("Access matrix", **kwargs)
         self._paths: list[str] = []
+
+    @classmethod
+    def columns_for(cls, width: int) -> tuple:
+        """Every column when the pane is ``width`` wide enough for whole paths, else the narrow set;
+        the path column takes the width the others leave (at least 12)."""
+        def room(columns) -> int:
+            return width - 2 - sum(w + 2 for label, w in columns if label != "PATH") - 3
+
+        columns = cls.COLUMNS if room(cls.COLUMNS) >= cls.PATH_WIDTH else cls.NARROW_COLUMNS
+        path = max(min(room(columns), 60), 12)
+        return (("PATH", path), *columns[1:])
 
     watch_agent = watch_rules = watch_audit = watch_auditing = watch_audited_at = watch_engine = watch_container_state = Pane._schedule
 
@@ -89,17 +116,21 @@ class MatrixPane(Pane):
         self._update_notice()
 
     def _cells(self, path: str, declared: str, found: AuditRow | None) -> tuple:
+        shown = short_path(safe_line(path), self._columns[0][1])
         if found is None:
-            return (path, Text("—", style="dim"), declared, Text("—", style="dim"), Text("—", style="dim"))
-        drift = not found.ok
-        style = "red" if drift else ""
-        return (
-            Text(safe_line(path), style="bold red" if drift else ""),
-            verdict_cell(found),
-            declared,
-            Text(mounted_brief(found.mount) or "—", style=style),
-            Text(probe_brief(found.probe) or "—", style=style),
-        )
+            dash = Text("—", style="dim")
+            cells = {"PATH": shown, "VERDICT": dash, "DECLARED": declared, "MOUNTED": dash, "PROBE": dash}
+        else:
+            drift = not found.ok
+            style = "red" if drift else ""
+            cells = {
+                "PATH": Text(shown, style="bold red" if drift else ""),
+                "VERDICT": verdict_cell(found),
+                "DECLARED": declared,
+                "MOUNTED": Text(mounted_brief(found.mount) or "—", style=style),
+                "PROBE": Text(probe_brief(found.probe) or "—", style=style),
+            }
+        return tuple(cells[label] for label, _ in self._columns)
 
     def _selected_audit_row(self) -> AuditRow | None:
         key = self.table.selected_key
@@ -122,7 +153,8 @@ class MatrixPane(Pane):
         row = self._selected_audit_row()
         if row is not None:
             high = "HIGH " if row.severity is Severity.HIGH else ""
-            self.set_notice(f"{safe_line(row.path)}: {high}{row.verdict.value} · mounted {safe_line(row.mounted)}\n"
+            self.set_notice(f"{safe_line(row.path)}: {high}{row.verdict.value} · declared {_declared(row.declared)}"
+                            f" · mounted {safe_line(row.mounted)}\n"
                             f"probe: {safe_line(row.probed)}" + (f"\n{safe_line(row.detail)}" if row.detail else ""),
                             "green" if row.ok else "bold red")
             return

@@ -52,21 +52,28 @@ def verdict_cell(row: AuditRow) -> Text:
     return Text(VERDICT_LABEL.get(row.verdict, row.verdict.value), style=VERDICT_STYLE.get(row.verdict, ""))
 
 
-def short_path(path: str, width: int) -> str:
-    """``path`` in ``width`` cells: whole when it fits, else its last folders after ``…/``
-    (``…/claude/workspace``; the pane's title names the agent), else cut at the end."""
-    if len(path) <= width:
+def tail_depth(paths: list[str], width: int) -> int | None:
+    """How many last folders every path longer than ``width`` keeps after ``…/`` so that all fit
+    (the same for every row, so they read alike); None when every path fits whole."""
+    long = [p.split("/") for p in paths if len(p) > width]
+    if not long:
+        return None
+    deepest = max(len(parts) for parts in long)
+    return next((k for k in range(deepest - 1, 0, -1)
+                 if all(len("…/" + "/".join(parts[-k:])) <= width for parts in long)), 1)
+
+
+def short_path(path: str, width: int, depth: int | None) -> str:
+    """``path`` in ``width`` cells: whole when it fits, else its last ``depth`` folders after
+    ``…/`` (``…/workspace``; the pane's title names the agent), cut at the end if still too long."""
+    if len(path) <= width or depth is None:
         return path
-    parts = path.split("/")
-    for i in range(1, len(parts)):
-        tail = "…/" + "/".join(parts[i:])
-        if len(tail) <= width:
-            return tail
-    return path[: max(width - 1, 0)] + "…"
+    tail = "…/" + "/".join(path.split("/")[-depth:])
+    return tail if len(tail) <= width else tail[: max(width - 1, 0)] + "…"
 
 
 def _declared(access: Access | None) -> str:
-    return "undeclared" if access is None else DECLARED.get(access, access.value)
+    return "none" if access is None else DECLARED.get(access, access.value)
 
 
 class MatrixPane(Pane):
@@ -74,9 +81,9 @@ class MatrixPane(Pane):
 
     NOTICE_LINES = 3
     PATH_WIDTH = 44  # the longest path of the matrix, whole
-    COLUMNS = (("PATH", PATH_WIDTH), ("VERDICT", 8), ("DECLARED", 10), ("MOUNTED", 10), ("PROBE", 9))
+    COLUMNS = (("PATH", PATH_WIDTH), ("VERDICT", 8), ("DECLARED", 9), ("MOUNTED", 10), ("PROBE", 9))
     # narrower: what is declared against what the probe found (the notice line tells the mount)
-    NARROW_COLUMNS = (("PATH", PATH_WIDTH), ("VERDICT", 8), ("DECLARED", 10), ("PROBE", 9))
+    NARROW_COLUMNS = (("PATH", PATH_WIDTH), ("VERDICT", 8), ("DECLARED", 9), ("PROBE", 9))
 
     agent: var[str | None] = var(None)
     rules: var[tuple] = var(tuple)  # PathRule, declared for ``agent``
@@ -89,13 +96,14 @@ class MatrixPane(Pane):
     def __init__(self, **kwargs) -> None:
         super().__init__("Access matrix", **kwargs)
         self._paths: list[str] = []
+        self._depth: int | None = None  # the folders a shortened path keeps (tail_depth)
 
     @classmethod
     def columns_for(cls, width: int) -> tuple:
         """Every column when the pane is ``width`` wide enough for whole paths, else the narrow set;
         the path column takes the width the others leave (at least 12)."""
         def room(columns) -> int:
-            return width - 2 - sum(w + 2 for label, w in columns if label != "PATH") - 3
+            return width - 2 - sum(w + 2 for label, w in columns if label != "PATH") - 5
 
         columns = cls.COLUMNS if room(cls.COLUMNS) >= cls.PATH_WIDTH else cls.NARROW_COLUMNS
         path = max(min(room(columns), 60), 12)
@@ -107,6 +115,8 @@ class MatrixPane(Pane):
         self.border_title = f"Access matrix · {self.agent}" if self.agent else "Access matrix"
         audited = list(self.audit.rows) if self.audit is not None else []
         seen = {r.path for r in audited}
+        paths = [r.path for r in audited] + [rule.container_path for rule in self.rules if rule.container_path not in seen]
+        self._depth = tail_depth([safe_line(p) for p in paths], self._columns[0][1])
         rows = [(r.path, self._cells(r.path, _declared(r.declared), r)) for r in audited]
         rows += [(rule.container_path, self._cells(rule.container_path, _declared(rule.access), None))
                  for rule in self.rules if rule.container_path not in seen]
@@ -116,7 +126,7 @@ class MatrixPane(Pane):
         self._update_notice()
 
     def _cells(self, path: str, declared: str, found: AuditRow | None) -> tuple:
-        shown = short_path(safe_line(path), self._columns[0][1])
+        shown = short_path(safe_line(path), self._columns[0][1], self._depth)
         if found is None:
             dash = Text("—", style="dim")
             cells = {"PATH": shown, "VERDICT": dash, "DECLARED": declared, "MOUNTED": dash, "PROBE": dash}

@@ -77,7 +77,7 @@ class WorkspacePane(Pane):
         as wide as the others leave it."""
         if width >= sum(w + 2 for _, w in cls.COLUMNS) + 2:
             return cls.COLUMNS
-        title = width - 2 - sum(w + 2 for label, w in cls.NARROW_COLUMNS if label != "TITLE") - 3
+        title = width - 2 - sum(w + 2 for label, w in cls.NARROW_COLUMNS if label != "TITLE") - 5
         return tuple((label, max(title, 8) if label == "TITLE" else w) for label, w in cls.NARROW_COLUMNS)
 
 

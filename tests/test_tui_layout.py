@@ -245,3 +245,28 @@ async def test_a_long_state_line_wraps_in_a_small_terminal():
         said = notice.render().plain
         assert "Retrying in 8 s (attempt 6)." in said and "Connection refused" in said
         assert notice.region.width <= 80 and notice.region.height > said.count("\n") + 1  # it wrapped, not cut
+
+
+@pytest.mark.parametrize("size", [scenes.SIZE, scenes.SMALL])
+async def test_no_table_is_wider_than_its_pane(size):
+    """Each pane picks columns that fit: nothing hides past a horizontal scroll, at 160x46 or 80x24."""
+    app = scenes.demo_app()
+    async with app.run_test(size=size) as pilot:
+        await scenes.settle(pilot)
+        for pane in PANES[:3]:
+            app.main.focus_pane(pane)
+            await pilot.pause()
+            table = app.main.query_one(f"#{pane}").table
+            assert table.virtual_size.width <= table.scrollable_content_region.width, (pane, size)
+
+
+def test_long_paths_keep_the_same_last_folders_on_every_row():
+    from tui.widgets.matrix import short_path, tail_depth
+
+    paths = ["/", "/pipe-dream", "/pipe-dream/.claude/users/claude/inbox", "/pipe-dream/.claude/users/claude/workspace"]
+    assert tail_depth(paths, 44) is None and short_path(paths[3], 44, None) == paths[3]
+    depth = tail_depth(paths, 18)
+    assert [short_path(p, 18, depth) for p in paths] == ["/", "/pipe-dream", "…/claude/inbox", "…/claude/workspace"]
+    depth = tail_depth(paths, 16)
+    assert [short_path(p, 16, depth) for p in paths[2:]] == ["…/inbox", "…/workspace"]
+    assert short_path("/" + "x" * 30, 8, tail_depth(["/" + "x" * 30], 8)) == "…/xxxxx…"  # eight cells

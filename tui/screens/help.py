@@ -15,11 +15,13 @@ SECTIONS = (("Panel", "main"), ("In the tables", "table"),
             ("In the live stream", "stream"), ("Logs screen", "logs"), ("Dialogs", "dialog"))
 
 STATES = (
+    ("active", "bold green", "its holder called a QMS tool on it in the last ten minutes (through the gateway)"),
     ("ok", "green", "held and recently edited"),
     ("stale", "bold yellow", "the workspace copy has not changed for longer than stuck-after"),
     ("orphaned", "bold magenta", "the holder has no running container: check it in for them (c)"),
     ("missing-copy", "bold red", "checked out, but the workspace copy is gone: repair it (R)"),
     ("unmanaged", "italic cyan", "a file in a workspace that no checkout matches"),
+    ("unsafe", "bold red reverse", "a link, fifo, folder or hard link where the copy should be: never read or checked in"),
 )
 
 

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # this checkout's app, whatever is installed
 
-from support.tui_scenes import SCENES, SIZE  # noqa: E402
+from support.tui_scenes import SCENES  # noqa: E402
 
 
 async def save_all(out: Path) -> list[Path]:
@@ -21,7 +21,7 @@ async def save_all(out: Path) -> list[Path]:
     saved = []
     for scene in SCENES.values():
         app = scene.make()
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=scene.size) as pilot:
             await scene.run_before(pilot)
             path = Path(app.save_screenshot(filename=f"{scene.name}.svg", path=str(out)))
         saved.append(path)

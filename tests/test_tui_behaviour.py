@@ -37,13 +37,7 @@ from tui.widgets.stream import StreamLine, StreamPane
 TUI = Path(__file__).resolve().parent.parent / "tui"
 
 
-async def until(pilot, predicate, what: str, timeout: float = 10.0) -> None:
-    try:
-        with anyio.fail_after(timeout):
-            while not predicate():
-                await pilot.pause(0.02)
-    except TimeoutError:
-        pytest.fail(f"timed out waiting for {what}")
+until = scenes.until
 
 
 # --- the action table -------------------------------------------------------------------------
@@ -371,7 +365,7 @@ async def test_agents_calls_heartbeats_and_the_live_columns():
         tu_ui = app.main.gateway.agents["tu_ui"]
         assert tu_ui.failing and tu_ui.failures_last_10m == 2
         cells = app.main.containers_pane._cells("tu_ui", None)
-        assert cells[0].plain == "⚠ tu_ui" and "yellow" in str(cells[0].style)
+        assert cells["AGENT"].plain == "⚠ tu_ui" and "yellow" in str(cells["AGENT"].style)
         rows = {r.doc_id: r for r in app.main.checkouts}
         assert app.main.workspace._shown_state(rows["CR-041"]) == "active"
         assert app.main.workspace._shown_state(rows["CR-043"]) == "stale"
@@ -413,7 +407,8 @@ async def test_an_agent_that_starts_to_wait_is_said_once_and_its_row_turns():
         await until(pilot, lambda: pane.has_class("-waiting"), "the pane's attention class")
         asked = [(t, m) for _, t, m in app.notices]
         assert asked == [("Permission asked", "lead waits for permission: Bash(rm -rf build) (t opens its terminal)")]
-        name, state = app.main.containers_pane._cells("lead", app.main.container_row("lead"))[:2]
+        cells = app.main.containers_pane._cells("lead", app.main.container_row("lead"))
+        name, state = cells["AGENT"], cells["STATE"]
         attention = pane.get_component_rich_style("containers--waiting", partial=True)
         assert name.plain == "⚑ lead" and name.style == attention and state.plain.startswith("waiting Bash(")
         await until(pilot, lambda: not app.main.stream.pending, "the stream")
@@ -441,8 +436,8 @@ async def test_a_waiting_agent_whose_container_is_not_running_shows_its_containe
         app._gateway(board.view())
         await pilot.pause()
         cells = app.main.containers_pane._cells("qa", app.main.container_row("qa"))
-        assert cells[1].plain == "exited (137)" and cells[0].plain == "qa" and not app.notices
-        assert cells[7].plain == "16k $0.52 3✗"  # usage since the container started, API errors in 10 min
+        assert cells["STATE"].plain == "exited (137)" and cells["AGENT"].plain == "qa" and not app.notices
+        assert cells["USAGE"].plain == "16k $0.52 3✗"  # usage since the container started, API errors in 10 min
 
 
 async def test_t_refuses_with_one_notice_when_there_is_nothing_to_attach_to():

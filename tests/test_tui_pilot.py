@@ -423,4 +423,4 @@ async def test_a_waiting_agent_on_a_real_container_is_said_once_then_stopping_it
         await until(pilot, lambda: app.main.container_row("claude").state == "exited", "the container to stop")
         await until(pilot, lambda: not pane.has_class("-waiting"), "the container's state to win")
         await until(pilot, lambda: "claude" not in app.main.busy, "the stop to finish")
-        assert pane._cells("claude", app.main.container_row("claude"))[1].plain.startswith("exited")
+        assert pane._cells("claude", app.main.container_row("claude"))["STATE"].plain.startswith("exited")

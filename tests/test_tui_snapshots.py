@@ -4,12 +4,12 @@ Refresh after an intended change: ``pytest tests/test_tui_snapshots.py --snapsho
 the report, then ``python scripts/export_screenshots.py`` for the README's pictures.
 """
 
-from support.tui_scenes import SCENES, SIZE
+from support.tui_scenes import SCENES
 
 
 def check(snap_compare, name: str) -> None:
     scene = SCENES[name]
-    assert snap_compare(scene.make(), terminal_size=SIZE, run_before=scene.run_before)
+    assert snap_compare(scene.make(), terminal_size=scene.size, run_before=scene.run_before)
 
 
 def test_main_screen(snap_compare):
@@ -46,3 +46,27 @@ def test_help_screen(snap_compare):
 
 def test_an_agent_waiting_for_permission(snap_compare):
     check(snap_compare, "permission")
+
+
+def test_the_demo(snap_compare):
+    check(snap_compare, "demo")
+
+
+def test_the_demo_at_80x24(snap_compare):
+    check(snap_compare, "demo-small")
+
+
+def test_80x24_tab_shows_the_access_matrix(snap_compare):
+    check(snap_compare, "demo-small-matrix")
+
+
+def test_80x24_tab_tab_shows_the_workspace(snap_compare):
+    check(snap_compare, "demo-small-workspace")
+
+
+def test_80x24_shift_tab_shows_the_live_stream(snap_compare):
+    check(snap_compare, "demo-small-stream")
+
+
+def test_z_zooms_the_live_stream(snap_compare):
+    check(snap_compare, "demo-zoomed-stream")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from textual.binding import Binding
 
-Scope = Literal["main", "stream", "logs", "dialog", "help", "payload"]
+Scope = Literal["main", "table", "stream", "logs", "dialog", "help", "payload"]
 
 
 @dataclass(frozen=True)
@@ -50,18 +50,30 @@ ACTIONS: tuple[PanelAction, ...] = (
     PanelAction("document.checkout", "o", "checkout", "Check out",
                 "Check out a document for the selected agent (asks for the id)"),
     # checks
-    PanelAction("checks.doctor", "p", "doctor", "Ping", "Run the reachability doctor now (host and containers)"),
-    PanelAction("checks.audit", "a", "audit", "Audit", "Re-run the access audit of every container"),
+    PanelAction("checks.doctor", "p", "doctor", "Doctor",
+                "Run the reachability doctor now: can the host and each container reach the MCP server?"),
+    PanelAction("checks.audit", "a", "audit", "Audit", "Re-run the access audit of every running container"),
     # stream
     PanelAction("stream.filter", "slash", "filter", "Filter", "Filter the live stream by text", key_display="/"),
     PanelAction("stream.pause", "space", "pause", "Pause", "Pause or resume the live stream"),
     # navigation
-    PanelAction("pane.next", "tab", "app.focus_next", "Next pane", "Move to the next pane", show=False,
-                palette=False),
-    PanelAction("pane.previous", "shift+tab", "app.focus_previous", "Previous pane", "Move to the previous pane",
+    PanelAction("pane.next", "tab", "next_pane", "Next pane", "Move to the next pane (one pane at a time: show it)",
                 show=False, palette=False),
+    PanelAction("pane.previous", "shift+tab", "previous_pane", "Previous pane", "Move to the previous pane",
+                show=False, palette=False),
+    PanelAction("pane.zoom", "z", "zoom", "Zoom",
+                "Show the focused pane alone, or every pane again (small terminals show one pane at a time)"),
     PanelAction("app.help", "question_mark", "help", "Help", "Show every key and what it does", key_display="?"),
+    PanelAction("app.palette", "ctrl+p", "app.command_palette", "Commands", "Open the command palette",
+                show=False, palette=False, key_display="ctrl+p"),
     PanelAction("app.quit", "q", "app.quit", "Quit", "Quit qms-panel", palette=False),
+    # inside the Containers, Access matrix and Workspace tables
+    PanelAction("table.up", "up,k", "cursor_up", "Up", "Select the row above", scope="table", show=False,
+                key_display="↑ k"),
+    PanelAction("table.down", "down,j", "cursor_down", "Down", "Select the row below", scope="table", show=False,
+                key_display="↓ j"),
+    PanelAction("table.first", "home", "first_row", "First", "Select the first row", scope="table", show=False),
+    PanelAction("table.last", "end", "last_row", "Last", "Select the last row", scope="table", show=False),
     # inside the stream pane
     PanelAction("stream.payload", "enter", "show_payload", "Payload", "Show the full payload of the selected line",
                 scope="stream"),
@@ -79,8 +91,10 @@ ACTIONS: tuple[PanelAction, ...] = (
                 "Show or hide the agents' activity (Claude Code's telemetry and hooks)", show=False),
     PanelAction("stream.clear-filter", "escape", "clear_filter", "Clear filter", "Clear the stream's text filter",
                 scope="stream", show=False),
-    PanelAction("stream.up", "up", "cursor_up", "Up", "Select the line above", scope="stream", show=False),
-    PanelAction("stream.down", "down", "cursor_down", "Down", "Select the line below", scope="stream", show=False),
+    PanelAction("stream.up", "up,k", "cursor_up", "Up", "Select the line above", scope="stream", show=False,
+                key_display="↑ k"),
+    PanelAction("stream.down", "down,j", "cursor_down", "Down", "Select the line below", scope="stream", show=False,
+                key_display="↓ j"),
     PanelAction("stream.page-up", "pageup", "page_up", "Page up", "A page up", scope="stream", show=False),
     PanelAction("stream.page-down", "pagedown", "page_down", "Page down", "A page down", scope="stream",
                 show=False),

@@ -52,7 +52,8 @@ from tui.app import QmsPanel, make_app
 NOW = datetime(2026, 11, 27, 14, 30, 0, tzinfo=UTC)
 ROOT = Path("/srv/pipe-dream")
 AGENTS = ["claude", "lead", "tu_ui", "qa"]
-SIZE = (160, 46)  # every snapshot and screenshot is taken at this terminal size
+SIZE = (160, 46)  # the full layout: every snapshot and screenshot at this size unless its scene says
+SMALL = (80, 24)  # the smallest terminal the panel is made for: one pane at a time
 ENDPOINT = "unix:///var/run/docker.sock"
 
 
@@ -125,9 +126,10 @@ def snapshot() -> QmsSnapshot:
                        running_agents=frozenset({"claude", "lead"}))
 
 
-def audits() -> list[ContainerAudit]:
+def audits(prefix: str = "qms-agent-", root: Path = ROOT, drifted: tuple[str, ...] = ("lead",),
+           agents: tuple[str, ...] = ("claude", "lead")) -> list[ContainerAudit]:
     def audit(agent: str, drift: bool) -> ContainerAudit:
-        name = f"qms-agent-{agent}"
+        name = f"{prefix}{agent}"
         rows = []
 
         def add(path: str, declared: Access | None, mount: MountFact, probe: ProbeFact, verdict=Verdict.OK,
@@ -142,7 +144,7 @@ def audits() -> list[ContainerAudit]:
             return ProbeFact(status=ProbeStatus.FOUND, kind="dir", read=True, write=write,
                              removed=True if write else None, error="" if write else "touch: Read-only file system")
 
-        for rule in layout.resolve(agent, ROOT).rules:
+        for rule in layout.resolve(agent, root).rules:
             path = rule.container_path
             if path == "/":
                 add(path, rule.access, MountFact(kind="image"), directory(True))
@@ -155,19 +157,19 @@ def audits() -> list[ContainerAudit]:
             elif path == "/projects":
                 add(path, rule.access, MountFact(kind="volume", rw=True, source=rule.source), directory(True))
             elif path == "/pipe-dream" and drift:
-                add(path, rule.access, bind(True, ROOT), directory(True), Verdict.DRIFT, Severity.HIGH,
+                add(path, rule.access, bind(True, root), directory(True), Verdict.DRIFT, Severity.HIGH,
                     "mounted read-write, declared read-only (production is writable from the container); "
                     "declared read-only, but a probe file was created (and removed)")
             elif path == "/pipe-dream":
-                add(path, rule.access, bind(False, ROOT), directory(False))
+                add(path, rule.access, bind(False, root), directory(False))
             elif path.endswith("/inbox"):
-                add(path, rule.access, bind(drift, ROOT, via="/pipe-dream"), directory(False))
+                add(path, rule.access, bind(drift, root, via="/pipe-dream"), directory(False))
             else:
                 add(path, rule.access, bind(True, rule.source), directory(True))
         return ContainerAudit(agent=agent, agent_source="label", container=name, container_id="0" * 64,
                               managed=True, state="running", audited=True, probed=True, rows=rows, ok=not drift)
 
-    return [audit("claude", False), audit("lead", True)]
+    return [audit(agent, agent in drifted) for agent in agents]
 
 
 def probes() -> DoctorReport:
@@ -414,9 +416,10 @@ class FakeContainerBoard:
     """The engine's script as board updates: the current view first, then one update per event
     (an engine back brings the fixed rows, an engine lost the engine down)."""
 
-    def __init__(self, timeline: Timeline) -> None:
+    def __init__(self, timeline: Timeline, image: str = "claude-agent") -> None:
         self.timeline = timeline
-        self._view = ContainersView(engine=EngineView(image="claude-agent"), rows=[])
+        self.image = image
+        self._view = ContainersView(engine=EngineView(image=image), rows=[])
         self.refreshed = 0
 
     @property
@@ -431,11 +434,11 @@ class FakeContainerBoard:
         async for ev in self.timeline.play("docker"):
             if isinstance(ev, EngineBack):
                 self._view = ContainersView(rows=ev.containers, listed=True, engine=EngineView(
-                    status="up", endpoint=ev.endpoint, version="28.2.2", image="claude-agent", image_present=True))
+                    status="up", endpoint=ev.endpoint, version="28.2.2", image=self.image, image_present=True))
             elif isinstance(ev, EngineLost):
                 self._view = self._view.model_copy(update={"engine": EngineView(
                     status="down", endpoint=ev.endpoint, reason=ev.reason, attempt=ev.attempt, retry_in=ev.retry_in,
-                    image="claude-agent")})
+                    image=self.image)})
             yield ContainerUpdate(view=self._view, events=[ev])
 
     def refresh(self) -> None:
@@ -586,12 +589,166 @@ def services(*, engine: bool = True, link_lost: bool = False, lead_waits: bool =
     )
 
 
+# --- the demo, as `qms-panel --demo` shows it a quarter of an hour in --------------------------------
+
+DEMO_PREFIX = "qms-demo-3f9a1c-"
+DEMO_ROOT = Path("/tmp/qms-panel-demo-k2x8q0/project")
+DEMO_AGENTS = ["claude", "lead", "qa", "tu_ui"]
+DEMO_IMAGE = "qms-panel-demo-agent:1"
+
+
+def demo_settings() -> Settings:
+    return Settings.model_construct(project_root=DEMO_ROOT, agents=list(DEMO_AGENTS), container_prefix=DEMO_PREFIX,
+                                    image=DEMO_IMAGE, stuck_after=timedelta(minutes=2),
+                                    mcp_url="http://172.17.0.1:8000/mcp")
+
+
+def demo_rows() -> list[ContainerRow]:
+    def row(agent: str, started: float) -> ContainerRow:
+        name = DEMO_PREFIX + agent
+        return ContainerRow(agent=agent, id=hashlib.sha256(name.encode()).hexdigest(), name=name, state="running",
+                            image=DEMO_IMAGE, started_at=ago(seconds=started), status_text="Up 15 minutes")
+
+    return [row(agent, 900 - 4 * i) for i, agent in enumerate(DEMO_AGENTS)]
+
+
+def demo_snapshot() -> QmsSnapshot:
+    def copy(agent: str, doc_id: str, size: int, mtime: datetime, title: str) -> WorkspaceFile:
+        return WorkspaceFile(agent=agent, name=f"{doc_id}.md", doc_id=doc_id, size=size, mtime=mtime, title=title,
+                             path=layout.workspace_dir(DEMO_ROOT, agent) / f"{doc_id}.md")
+
+    def row(doc_id: str, holder: str, state: RowState, since: float, edit: float, title: str) -> CheckoutRow:
+        ws = copy(holder, doc_id, 2400 + 311 * len(title), ago(seconds=edit), title)
+        return CheckoutRow(doc_id=doc_id, doc_type=doc_id.split("-")[0], version="0.1", status="DRAFT", title=title,
+                           holder=holder, held_since=ago(seconds=since), held_since_source="checkout",
+                           checked_out_date=NOW.date(), workspace_file=ws, last_edit=ws.mtime, state=state)
+
+    checkouts = [
+        row("CR-002", "lead", RowState.STALE, 700, 690, "Gateway in front of the server"),  # left, gone quiet
+        row("CR-004", "claude", RowState.OK, 40, 12, "Demo agents through the gateway"),
+        row("SOP-002", "tu_ui", RowState.OK, 25, 20, "Change Control"),
+    ]
+    return QmsSnapshot(project_root=DEMO_ROOT, checkouts=checkouts, workspaces={a: [] for a in DEMO_AGENTS},
+                       inboxes={"claude": [], "lead": [], "qa": [], "tu_ui": []}, warnings=[], scanned_at=NOW,
+                       stuck_after=timedelta(minutes=2), running_agents=frozenset(DEMO_AGENTS))
+
+
+def demo_who(agent: str) -> Who:
+    return Who(peer=f"172.17.0.{2 + DEMO_AGENTS.index(agent)}", agent=agent, container=DEMO_PREFIX + agent)
+
+
+def demo_gateway_events() -> list[Any]:
+    """Each demo agent's routine through the gateway: inbox, checkout, edit, checkin, create; qa
+    misbehaves (another agent's identity, a write to production)."""
+    def call(secs: float, agent: str, tool: str, doc: str | None, outcome: str, ms: float, result: str,
+             reason: str = "") -> McpEvent:
+        return McpEvent(time=ago(seconds=secs), who=demo_who(agent), transport="streamable-http", session="9b1e",
+                        direction="out", method="tools/call", tool=tool, doc_id=doc, outcome=outcome, latency_ms=ms,
+                        result=result, reason=reason, arguments={"user": agent, **({"doc_id": doc} if doc else {})})
+
+    state = GatewayState(time=ago(seconds=910), listen="172.17.0.1:8000", upstream="http://127.0.0.1:41873/mcp",
+                         upstream_state="up", agents=list(DEMO_AGENTS), started=ago(seconds=910))
+    return [
+        state,
+        *(PeerEvent(time=ago(seconds=895 - 4 * i), who=demo_who(a), state="connected", transport="streamable-http")
+          for i, a in enumerate(DEMO_AGENTS)),
+        call(885, "lead", "qms_inbox", None, "ok", 9.1, "Inbox is empty"),
+        call(700, "lead", "qms_checkout", "CR-002", "ok", 38.0, "Checked out: CR-002"),
+        call(150, "claude", "qms_create", "CR-004", "ok", 44.2, "Created: CR-004"),
+        call(96, "qa", "qms_status", "CR-002", "identity", 0.3, "IDENTITY MISMATCH: called as user='lead'",
+             "called as user='lead' from agent qa's container"),
+        call(80, "tu_ui", "qms_checkin", "SOP-001", "ok", 51.7, "Checked in: SOP-001"),
+        call(40, "claude", "qms_checkout", "CR-004", "ok", 36.5, "Checked out: CR-004"),
+        call(25, "tu_ui", "qms_checkout", "SOP-002", "ok", 33.0, "Checked out: SOP-002"),
+        call(14, "qa", "qms_inbox", None, "ok", 8.4, "Inbox is empty"),
+        call(6, "claude", "qms_read", "CR-004", "ok", 12.9, "---"),
+    ]
+
+
+def demo_activity() -> ActivityView:
+    def agent(name: str, state: str, tool: str, tokens: int, cost: float, per_minute: list[int]) -> AgentActivity:
+        return AgentActivity(agent=name, container=DEMO_PREFIX + name, state=state, since=ago(seconds=30),
+                             last_tool=tool, last_tool_at=ago(seconds=9), last_event_at=ago(seconds=4), tokens=tokens,
+                             cost_usd=cost, tokens_today=tokens, cost_usd_today=cost,
+                             per_minute=[0] * 27 + per_minute)
+
+    return ActivityView(agents={
+        "claude": agent("claude", "working", "Edit", 18200, 0.41, [2100, 5400, 7800]),
+        "lead": agent("lead", "idle", "Read", 6100, 0.12, [0, 0, 0]),
+        "qa": agent("qa", "working", "Bash", 9700, 0.22, [1200, 4100, 4400]),
+        "tu_ui": agent("tu_ui", "working", "Write", 12500, 0.30, [900, 6000, 5600]),
+    })
+
+
+def demo_activity_events() -> list[AgentEvent]:
+    def said(secs: float, agent: str, source: str, name: str, summary: str, **attributes: str) -> AgentEvent:
+        return AgentEvent(time=ago(seconds=secs), who=demo_who(agent), source=source, name=name, summary=summary,
+                          attributes=attributes)
+
+    return [
+        said(890, "claude", "hook", "SessionStart", "startup"),
+        said(680, "lead", "hook", "Stop", "at the prompt"),
+        said(90, "qa", "hook", "PostToolUse", "Bash: touch /pipe-dream/x: Read-only file system", tool_name="Bash"),
+        said(9, "claude", "hook", "PostToolUse", "Edit: .claude/users/claude/workspace/CR-004.md", tool_name="Edit"),
+        said(4, "tu_ui", "otlp-log", "claude_code.api_request", "claude-sonnet-4 2,310 tokens $0.04 1.8 s"),
+    ]
+
+
+def demo_services() -> SceneServices:
+    """The bundle of a demo a quarter of an hour in: four demo agents running, their calls in the
+    stream, lead's CR-002 left checked out and gone stale."""
+    rows = demo_rows()
+    entries: list[tuple[datetime, str, Any]] = [
+        (ago(seconds=905), "docker", EngineBack(time=ago(seconds=905), endpoint=ENDPOINT, containers=rows, first=True)),
+        *((r.started_at, "docker", ContainerEvent(time=r.started_at, action="start", agent=r.agent, name=r.name,
+                                                   id=r.id, managed=True)) for r in rows),
+    ]
+    link = link_up().model_copy(update={"url": "http://172.17.0.1:8000/mcp", "transport": "streamable-http",
+                                        "since": ago(seconds=908)})
+    entries.append((link.since, "link", link))
+    entries += [(ago(seconds=secs), "qms", ActivityEvent(
+        time=ago(seconds=secs), user=user, event=event, doc_id=doc, doc_type=doc.split("-")[0], version="0.1",
+        details={}, raw="{}", path=DEMO_ROOT / "QMS" / ".audit" / f"{doc}.jsonl"))
+        for secs, user, event, doc in ((700, "lead", "CHECKOUT", "CR-002"), (150, "claude", "CREATE", "CR-004"),
+                                       (80, "tu_ui", "CHECKIN", "SOP-001"), (40, "claude", "CHECKOUT", "CR-004"))]
+    entries += [(ev.time, "gateway", ev) for ev in demo_gateway_events() + demo_activity_events()]
+    timeline = Timeline(entries)
+    settings_ = demo_settings()
+    doctor = DoctorReport(host=probes().host, ok=True, containers=[
+        ProbeResult(where=a, target="http://host.docker.internal:8000/mcp", transport="streamable-http", ok=True,
+                    latency_ms=3.0 + i, stage="handshake", tool="wget") for i, a in enumerate(DEMO_AGENTS)])
+    return SceneServices(
+        settings=settings_, now=lambda: NOW, containers=FakeContainers(rows),
+        container_board=FakeContainerBoard(timeline, DEMO_IMAGE), qms_board=FakeQmsBoard(timeline, demo_snapshot()),
+        calls_board=SceneCallsBoard(timeline, demo_activity()), link=FakeLink(timeline), stream=FakeStream(timeline),
+        ops=FakeOps(), actions=ActionLog(Path(tempfile.mkdtemp(prefix="qms-panel-scene-")), project_root=DEMO_ROOT),
+        timeline=timeline, fixed_audits=audits(DEMO_PREFIX, DEMO_ROOT, drifted=(), agents=tuple(DEMO_AGENTS)),
+        fixed_doctor=doctor)
+
+
 # --- scenes -----------------------------------------------------------------------------------
 
 
 def app(bundle: SceneServices | None = None) -> QmsPanel:
     bundle = bundle or services()
     return make_app(bundle.settings, bundle, clock=lambda: NOW, still=True)
+
+
+def demo_app() -> QmsPanel:
+    return app(demo_services())
+
+
+async def until(pilot: Pilot, predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Wait for ``predicate`` (what the app draws at its own pace); a test failure, not a hang."""
+    import anyio
+    import pytest
+
+    try:
+        with anyio.fail_after(timeout):
+            while not predicate():
+                await pilot.pause(0.02)
+    except TimeoutError:
+        pytest.fail(f"timed out waiting for {what}")
 
 
 async def settle(pilot: Pilot) -> None:
@@ -641,6 +798,7 @@ class Scene:
     make: Callable[[], QmsPanel]
     prepare: Callable[[Pilot], Awaitable[None]] | None = None
     press: tuple[str, ...] = ()
+    size: tuple[int, int] = SIZE  # the terminal's columns and rows
 
     async def run_before(self, pilot: Pilot) -> None:
         await settle(pilot)
@@ -670,4 +828,12 @@ SCENES: dict[str, Scene] = {s.name: s for s in (
     Scene("checkin-confirm", "the checkin confirmation", app, _stuck, ("c",)),
     Scene("logs", "the logs screen of claude", app, None, ("l",)),
     Scene("help", "the help screen", app, None, ("question_mark",)),
+    Scene("demo", "the demo 15 minutes in: four demo agents, their calls, a stale document", demo_app),
+    Scene("demo-small", "the demo at 80x24: one pane at a time, the Containers pane first", demo_app, size=SMALL),
+    Scene("demo-small-matrix", "80x24, tab: the Access matrix", demo_app, press=("tab",), size=SMALL),
+    Scene("demo-small-workspace", "80x24, tab tab: the Workspace pane, the stale document highlighted", demo_app,
+          press=("tab", "tab"), size=SMALL),
+    Scene("demo-small-stream", "80x24, shift+tab: the live stream", demo_app, press=("shift+tab",), size=SMALL),
+    Scene("demo-zoomed-stream", "160x46, tab tab tab z: the live stream zoomed", demo_app,
+          press=("tab", "tab", "tab", "z")),
 )}

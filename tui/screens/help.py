@@ -11,29 +11,35 @@ from textual.widgets import Static
 
 from tui.actions import ACTIONS, bindings, key_label
 
-SECTIONS = (("Panel", "main"), ("In the live stream", "stream"), ("Logs screen", "logs"), ("Dialogs", "dialog"))
+SECTIONS = (("Panel", "main"), ("In the tables", "table"),
+            ("In the live stream", "stream"), ("Logs screen", "logs"), ("Dialogs", "dialog"))
 
 STATES = (
+    ("active", "bold green", "its holder called a QMS tool on it in the last ten minutes (through the gateway)"),
     ("ok", "green", "held and recently edited"),
     ("stale", "bold yellow", "the workspace copy has not changed for longer than stuck-after"),
     ("orphaned", "bold magenta", "the holder has no running container: check it in for them (c)"),
     ("missing-copy", "bold red", "checked out, but the workspace copy is gone: repair it (R)"),
     ("unmanaged", "italic cyan", "a file in a workspace that no checkout matches"),
+    ("unsafe", "bold red reverse", "a link, fifo, folder or hard link where the copy should be: never read or checked in"),
 )
 
 
 def help_table(keymap: dict[str, str] | None = None) -> Table:
+    """Every key: the key, its one name (the footer's and the palette's label) and its help line."""
     table = Table.grid(padding=(0, 2))
     table.add_column(justify="right", style="bold")
+    table.add_column(style="bold")
     table.add_column()
     for heading, scope in SECTIONS:
-        table.add_row("", Text(heading, style="bold underline"))
+        table.add_row("", Text(heading, style="bold underline"), "")
         for action in (a for a in ACTIONS if a.scope == scope):
-            table.add_row(Text(key_label(action, keymap)), action.help)  # the operator's keys: not markup
-        table.add_row("", "")
-    table.add_row("", Text("Document states", style="bold underline"))
+            # the operator's keys: not markup
+            table.add_row(Text(key_label(action, keymap)), Text(action.label), Text(action.help))
+        table.add_row("", "", "")
+    table.add_row("", Text("Document states", style="bold underline"), "")
     for name, style, meaning in STATES:
-        table.add_row(Text(name, style=style), meaning)
+        table.add_row("", Text(name, style=style), meaning)
     return table
 
 
@@ -43,7 +49,7 @@ class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > VerticalScroll {
-        width: 100; max-width: 95%; height: auto; max-height: 90%;
+        width: 120; max-width: 100%; height: auto; max-height: 90%;
         border: thick $accent; background: $surface; padding: 1 2;
     }
     """

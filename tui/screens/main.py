@@ -1,5 +1,10 @@
-"""The main screen: the four panes and the status bar. It decides what a key means for the current
-selection (and asks first where it should); the app carries the work out."""
+"""The main screen: the four panes and the status bar. It decides what a key means for the
+highlighted row of the focused pane (said on the target line above the footer, and asked first
+where it should); the app carries the work out.
+
+A terminal smaller than :data:`FULL_SIZE` shows one pane at a time (the focused one fills the
+screen, the pane strip names the others, ``tab`` moves on); a larger one shows all four, and
+``z`` zooms the focused pane."""
 
 from __future__ import annotations
 
@@ -9,10 +14,12 @@ from pathlib import Path
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.reactive import var
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer
 
 from core.access_audit import ContainerAudit
@@ -33,13 +40,21 @@ from tui.screens.payload import PayloadScreen
 from tui.widgets.containers import ContainersPane
 from tui.formats import plain, safe_rich, since, size, stamp
 from tui.widgets.matrix import MatrixPane
+from tui.widgets.pane_tabs import PANE_NAMES, PaneTabs
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.stream import StreamPane
+from tui.widgets.target_line import Targets, TargetLine
 from tui.widgets.workspace import WorkspacePane, state_of
+
+PANES = tuple(pane for pane, _ in PANE_NAMES)  # the panes' ids, in tab order
+FULL_SIZE = (140, 36)  # the smallest terminal (columns, rows) that shows every pane at once
+CONTAINER_PANES = ("containers", "matrix")  # panes whose highlighted row is an agent (r s l t o)
 
 
 class MainScreen(Screen[None]):
     BINDINGS = bindings("main")
+    ALLOW_IN_MAXIMIZED_VIEW = "#header, #bottom"
+    ESCAPE_TO_MINIMIZE = False  # esc clears the stream's filter; z (or the size) decides the layout
 
     # state, set by the app from the boards' views and the checks; the panes are bound to it
     containers: var[list[ContainerRow]] = var(list)
@@ -62,10 +77,16 @@ class MainScreen(Screen[None]):
     project_root: var[str] = var("")
     selected_agent: var[str | None] = var(None)
     gateway: var[GatewayView] = var(GatewayView)  # the agents' calls, from the gateway's feed
+    compact: var[bool] = var(False)  # the terminal is smaller than FULL_SIZE: one pane at a time
+    zoomed: var[bool] = var(False)  # z: the focused pane alone, on a full-size terminal
+    pane: var[str] = var("containers")  # the pane that has focus (or had it last)
 
     def compose(self) -> ComposeResult:
         S = MainScreen
-        yield StatusBar().data_bind(S.link, S.engine, S.feeds_down, S.high_drift, S.now, S.project_root, S.gateway)
+        with Vertical(id="header"):
+            yield StatusBar().data_bind(S.link, S.engine, S.feeds_down, S.high_drift, S.now, S.project_root,
+                                        S.gateway)
+            yield PaneTabs().data_bind(current=S.pane)
         with Horizontal(id="top"):
             yield ContainersPane(id="containers").data_bind(
                 S.agents, S.probes, S.inbox, S.busy, S.engine, S.now, S.gateway, rows=S.containers)
@@ -73,12 +94,82 @@ class MainScreen(Screen[None]):
         yield WorkspacePane(id="workspace").data_bind(
             S.link_down, S.scanned, S.now, S.gateway, rows=S.checkouts, warnings=S.scan_warnings)
         yield StreamPane(id="stream")
-        yield Footer()
+        with Vertical(id="bottom"):
+            yield TargetLine()
+            yield Footer()
 
     def on_mount(self) -> None:
         self.stream.set_tz(self.now.tzinfo if self.now else None)
         self.query_one(ContainersPane).focus()
         self._update_matrix()
+        self._update_targets()
+
+    # --- layout: every pane at once, or one at a time ---
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.compact = event.size.width < FULL_SIZE[0] or event.size.height < FULL_SIZE[1]
+
+    def watch_compact(self) -> None:
+        self._layout()
+
+    def watch_zoomed(self) -> None:
+        self._layout()
+
+    def watch_pane(self) -> None:
+        self._layout()
+        self._update_targets()
+
+    def watch_maximized(self, maximized: Widget | None) -> None:
+        """Textual's own Minimize (palette) on a small terminal: the layout puts the pane back."""
+        if maximized is None and (self.compact or self.zoomed):
+            self.zoomed = False
+            self.call_later(self._layout)
+
+    def _layout(self) -> None:
+        if not self.is_mounted:
+            return
+        alone = self.compact or self.zoomed
+        target = self.query_one(f"#{self.pane}") if alone else None
+        if self.maximized is not target:
+            self.maximized = target
+        self.query_one(PaneTabs).hint = "tab: next pane" + ("" if self.compact else " · z: every pane")
+
+    def pane_of(self, widget: Widget | None) -> str | None:
+        """The id of the pane ``widget`` sits in (None: in no pane)."""
+        for node in (widget, *(widget.ancestors if widget is not None else ())):
+            if isinstance(node, Widget) and node.id in PANES:
+                return node.id
+        return None
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        pane = self.pane_of(event.widget)
+        if pane is not None:
+            self.pane = pane
+        self._update_targets()
+
+    def focus_pane(self, pane: str) -> None:
+        """Give ``pane`` the focus (shown alone when the layout shows one at a time)."""
+        self.pane = pane
+        if pane == "stream":
+            self.stream.view.focus()
+        else:
+            self.query_one(f"#{pane}").focus()
+
+    def _step_pane(self, step: int) -> None:
+        self.focus_pane(PANES[(PANES.index(self.pane) + step) % len(PANES)])
+
+    def action_next_pane(self) -> None:
+        self._step_pane(1)
+
+    def action_previous_pane(self) -> None:
+        self._step_pane(-1)
+
+    def action_zoom(self) -> None:
+        if self.compact:
+            self.notify("This terminal is small: the panes show one at a time (tab moves on). From "
+                        f"{FULL_SIZE[0]}x{FULL_SIZE[1]} up, all four show and z zooms one.", title="One pane at a time")
+            return
+        self.zoomed = not self.zoomed
 
     # --- parts ---
 
@@ -135,6 +226,61 @@ class MainScreen(Screen[None]):
 
     def on_containers_pane_selected(self, event: ContainersPane.Selected) -> None:
         self.selected_agent = event.agent
+        self._update_targets()
+
+    def on_workspace_pane_selected(self, event: WorkspacePane.Selected) -> None:
+        self._update_targets()
+
+    def watch_busy(self) -> None:
+        self._update_targets()
+
+    # --- the target line: what the keys would act on now ---
+
+    def _update_targets(self) -> None:
+        if self.is_mounted:
+            self.query_one(TargetLine).targets = self.targets()
+
+    def targets(self) -> Targets:
+        """What each key of the focused pane does to its highlighted row, in words."""
+        if self.pane in CONTAINER_PANES:
+            agent, row = self._selected_container()
+            if agent is None:
+                return (("r s l t o", "act on the highlighted agent: none yet"),)
+            if row is None:
+                return (("s", f"launch {agent}"), ("o", f"check out for {agent}"))
+            if not row.managed:
+                return (("r s l t", f"{row.name} is not qms-panel's: left alone"),)
+            if agent in self.busy:
+                return (("r s l t", f"{agent} is {self.busy[agent]}"), ("o", f"check out for {agent}"))
+            running = row.state == "running"
+            return (("r", f"restart {agent}"), ("s", f"{'stop' if running else 'start'} {agent}"),
+                    ("l", f"logs of {agent}"), ("t", f"terminal of {agent}" if running else f"no terminal ({row.state})"),
+                    ("o", f"check out for {agent}"))
+        if self.pane == "workspace":
+            doc = self.workspace.selected
+            if doc is None:
+                return (("c R", "act on the highlighted document: none"),)
+            state, holder = state_of(doc), doc.holder or "?"
+            if state == "missing-copy":
+                return (("R", f"repair {doc.doc_id} ({holder})"), ("c", "no copy to check in: R repairs"))
+            if state == "unmanaged":
+                return (("c", f"{doc.doc_id} is not checked out: nothing to check in"),)
+            if state == "unsafe":
+                return (("c R", f"{doc.doc_id}'s copy is unsafe: refused"),)
+            return (("c", f"check in {doc.doc_id} ({holder})"),)
+        return (("enter", "the highlighted line's payload"), ("/", "filter"), ("space", "pause or resume"),
+                ("1-6", "show or hide a source"))
+
+    def _wrong_pane(self, key: str, what: str, panes: tuple[str, ...]) -> bool:
+        """True (and said) when the focused pane is not one of ``panes``: a key acts only on the
+        highlighted row of the pane that has focus."""
+        if self.pane in panes:
+            return False
+        names = dict(PANE_NAMES)
+        where = " or ".join(names[p] for p in panes)
+        self.notify(f"{key} {what} highlighted in the {where} pane: tab to it first.", title=f"{key}: wrong pane",
+                    markup=False)
+        return True
 
     def on_stream_pane_payload_requested(self, event: StreamPane.PayloadRequested) -> None:
         self.app.push_screen(PayloadScreen(event.line, self.now.tzinfo if self.now else None))
@@ -164,11 +310,15 @@ class MainScreen(Screen[None]):
         return agent, row
 
     def action_restart(self) -> None:
+        if self._wrong_pane("r", "restarts the agent", CONTAINER_PANES):
+            return
         found = self._need_container("restart")
         if found:
             self.app.operations.container("restart", found[0])
 
     def action_start_stop(self) -> None:
+        if self._wrong_pane("s", "starts or stops the agent", CONTAINER_PANES):
+            return
         agent, row = self._selected_container()
         if agent is not None and row is None and agent not in self.busy:
             self.app.operations.container("launch", agent)  # no container yet: make it, as `qms-panel launch` would
@@ -194,6 +344,8 @@ class MainScreen(Screen[None]):
                                            blink=not self.app.still), stop)
 
     def action_logs(self) -> None:
+        if self._wrong_pane("l", "follows the logs of the agent", CONTAINER_PANES):
+            return
         agent, row = self._selected_container()
         if row is None:
             self.notify("Select an agent that has a container.", title="No logs")
@@ -202,6 +354,8 @@ class MainScreen(Screen[None]):
 
     def action_terminal(self) -> None:
         """Hand this terminal to the selected agent's tmux session (the app suspends meanwhile)."""
+        if self._wrong_pane("t", "opens the terminal of the agent", CONTAINER_PANES):
+            return
         found = self._need_container("attach to")
         if not found:
             return
@@ -224,6 +378,8 @@ class MainScreen(Screen[None]):
         return True
 
     def action_checkin(self) -> None:
+        if self._wrong_pane("c", "checks in the document", ("workspace",)):
+            return
         row = self.workspace.selected
         if row is None:
             self.notify("Select a document in the workspace pane first.", title="Nothing to check in")
@@ -251,6 +407,8 @@ class MainScreen(Screen[None]):
                                            reason=True, blink=not self.app.still), go)
 
     def action_repair(self) -> None:
+        if self._wrong_pane("R", "repairs the document", ("workspace",)):
+            return
         row = self.workspace.selected
         if row is None or state_of(row) != "missing-copy":
             self.notify("Repair is for a document whose workspace copy is missing (state missing-copy).",
@@ -267,6 +425,8 @@ class MainScreen(Screen[None]):
                                            confirm="Repair", reason=True, blink=not self.app.still), go)
 
     def action_checkout(self) -> None:
+        if self._wrong_pane("o", "checks out a document for the agent", CONTAINER_PANES):
+            return
         agent = self.containers_pane.selected_agent or (self.agents[0] if self.agents else None)
         if agent is None:
             self.notify("No agent to check out for.", title="Nothing selected")

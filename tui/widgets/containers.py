@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rich.text import Text
-from textual import events
 from textual.app import ComposeResult
 from textual.message import Message
 from textual.reactive import var
@@ -38,12 +37,14 @@ class ContainersPane(Pane):
     COLUMNS = (("AGENT", 9), ("STATE", STATE_WIDTH), ("UP", 5), ("RST", 3), ("MCP", 8), ("LAST CALL", 14),
                ("CALLS", 7), ("USAGE", 12), ("INBOX", 5), ("OURS", 4))
     WIDE_COLUMNS = (*COLUMNS[:8], ("TOK/30M", SPARK_WIDTH), *COLUMNS[8:])
+    # a narrow pane (80 columns) keeps what says what an agent is doing; the rest is in the detail line
+    NARROW_COLUMNS = tuple(c for c in COLUMNS if c[0] in ("AGENT", "STATE", "UP", "MCP", "LAST CALL", "USAGE"))
     COMPONENT_CLASSES = {"containers--waiting"}
 
     DEFAULT_CSS = """
     ContainersPane > .containers--waiting { color: #ff5fd7; text-style: bold; }
     ContainersPane.-waiting { border: round #ff5fd7; }
-    ContainersPane > #containers-detail { height: 2; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    ContainersPane > #containers-detail { height: auto; min-height: 2; padding: 0 1; }
     """
 
     rows: var[list[ContainerRow]] = var(list)
@@ -64,7 +65,6 @@ class ContainersPane(Pane):
     def __init__(self, **kwargs) -> None:
         super().__init__("Containers", **kwargs)
         self._announced: str | None = None
-        self._wide = False
 
     def compose(self) -> ComposeResult:
         yield from super().compose()
@@ -75,12 +75,11 @@ class ContainersPane(Pane):
         """The pane's width that shows ``columns`` whole (cell padding and the border)."""
         return sum(width + 2 for _, width in columns) + 2
 
-    def on_resize(self, event: events.Resize) -> None:
-        wide = event.size.width + 2 >= self.width_of(self.WIDE_COLUMNS)  # size: inside the border
-        if wide != self._wide:
-            self._wide = wide
-            self.table.set_columns(self.WIDE_COLUMNS if wide else self.COLUMNS)
-            self._schedule()
+    @classmethod
+    def columns_for(cls, width: int):
+        """The widest column set that fits a pane ``width`` wide (the narrow one when none does)."""
+        return next((c for c in (cls.WIDE_COLUMNS, cls.COLUMNS) if width >= cls.width_of(c)), cls.NARROW_COLUMNS)
+
 
     watch_rows = watch_agents = watch_probes = watch_inbox = watch_busy = Pane._schedule
     watch_engine = watch_now = watch_gateway = Pane._schedule
@@ -98,11 +97,11 @@ class ContainersPane(Pane):
         rows = []
         for agent in order:
             row = by_agent.get(agent)
-            rows.append((agent, self._cells(agent, row)))
+            rows.append((agent, self._shown(self._cells(agent, row))))
         # containers that mount the project but carry no agent id (made by hand)
         for r in self.rows:
             if not r.agent:
-                rows.append((r.name, self._cells(r.name, r)))
+                rows.append((r.name, self._shown(self._cells(r.name, r))))
         self.table.replace_rows(rows)
         self.set_class(any(waiting(self.gateway.activity.agents.get(a), by_agent.get(a)) for a in order),
                        "-waiting")
@@ -111,7 +110,11 @@ class ContainersPane(Pane):
         self.set_class(self.engine.status == "down", "-stale")
         self._announce()
 
-    def _cells(self, agent: str, row: ContainerRow | None) -> tuple:
+    def _shown(self, cells: dict) -> tuple:
+        return tuple(cells[label] for label, _ in self._columns)
+
+    def _cells(self, agent: str, row: ContainerRow | None) -> dict:
+        """Every column's cell, by label; the pane shows those of its width."""
         busy = self.busy.get(agent)
         running = row is not None and row.state == "running"
         uptime = age(self.now - row.started_at) if running and row.started_at and self.now else "—"
@@ -126,18 +129,20 @@ class ContainersPane(Pane):
         else:
             name = Text(("⚠ " if failing else "") + agent,
                         style="bold yellow" if failing else "bold" if row is not None else "dim")
-        return (
-            name,
-            state_cell(row, busy, self.engine.up, activity, attention),
-            uptime,
-            str(row.restart_count) if row is not None else "—",
-            mcp_cell(row, self.probes.get(agent)),
-            *calls_cells(calls, self.now),
-            usage_cell(activity),
-            *((spark_cell(activity),) if self._wide else ()),
-            str(inbox) if inbox else ("0" if inbox == 0 else "—"),
-            managed,
-        )
+        last_call, calls_now = calls_cells(calls, self.now)
+        return {
+            "AGENT": name,
+            "STATE": state_cell(row, busy, self.engine.up, activity, attention),
+            "UP": uptime,
+            "RST": str(row.restart_count) if row is not None else "—",
+            "MCP": mcp_cell(row, self.probes.get(agent)),
+            "LAST CALL": last_call,
+            "CALLS": calls_now,
+            "USAGE": usage_cell(activity),
+            "TOK/30M": spark_cell(activity),
+            "INBOX": str(inbox) if inbox else ("0" if inbox == 0 else "—"),
+            "OURS": managed,
+        }
 
     def _update_detail(self) -> None:
         """The selected agent's activity; under it the first agent that waits for permission (any

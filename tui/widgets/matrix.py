@@ -52,15 +52,38 @@ def verdict_cell(row: AuditRow) -> Text:
     return Text(VERDICT_LABEL.get(row.verdict, row.verdict.value), style=VERDICT_STYLE.get(row.verdict, ""))
 
 
+def tail_depth(paths: list[str], width: int) -> int | None:
+    """How many last folders every path longer than ``width`` keeps after ``…/`` so that all fit
+    (the same for every row, so they read alike); None when every path fits whole."""
+    long = [p.split("/") for p in paths if len(p) > width]
+    if not long:
+        return None
+    deepest = max(len(parts) for parts in long)
+    return next((k for k in range(deepest - 1, 0, -1)
+                 if all(len("…/" + "/".join(parts[-k:])) <= width for parts in long)), 1)
+
+
+def short_path(path: str, width: int, depth: int | None) -> str:
+    """``path`` in ``width`` cells: whole when it fits, else its last ``depth`` folders after
+    ``…/`` (``…/workspace``; the pane's title names the agent), cut at the end if still too long."""
+    if len(path) <= width or depth is None:
+        return path
+    tail = "…/" + "/".join(path.split("/")[-depth:])
+    return tail if len(tail) <= width else tail[: max(width - 1, 0)] + "…"
+
+
 def _declared(access: Access | None) -> str:
-    return "undeclared" if access is None else DECLARED.get(access, access.value)
+    return "none" if access is None else DECLARED.get(access, access.value)
 
 
 class MatrixPane(Pane):
     """Declared rules (:class:`core.layout.PathRule`) merged with an audit's rows, when there is one."""
 
     NOTICE_LINES = 3
-    COLUMNS = (("PATH", 44), ("VERDICT", 8), ("DECLARED", 9), ("MOUNTED", 9), ("PROBE", 9))
+    PATH_WIDTH = 44  # the longest path of the matrix, whole
+    COLUMNS = (("PATH", PATH_WIDTH), ("VERDICT", 8), ("DECLARED", 9), ("MOUNTED", 10), ("PROBE", 9))
+    # narrower: what is declared against what the probe found (the notice line tells the mount)
+    NARROW_COLUMNS = (("PATH", PATH_WIDTH), ("VERDICT", 8), ("DECLARED", 9), ("PROBE", 9))
 
     agent: var[str | None] = var(None)
     rules: var[tuple] = var(tuple)  # PathRule, declared for ``agent``
@@ -73,6 +96,18 @@ class MatrixPane(Pane):
     def __init__(self, **kwargs) -> None:
         super().__init__("Access matrix", **kwargs)
         self._paths: list[str] = []
+        self._depth: int | None = None  # the folders a shortened path keeps (tail_depth)
+
+    @classmethod
+    def columns_for(cls, width: int) -> tuple:
+        """Every column when the pane is ``width`` wide enough for whole paths, else the narrow set;
+        the path column takes the width the others leave (at least 12)."""
+        def room(columns) -> int:
+            return width - 2 - sum(w + 2 for label, w in columns if label != "PATH") - 5
+
+        columns = cls.COLUMNS if room(cls.COLUMNS) >= cls.PATH_WIDTH else cls.NARROW_COLUMNS
+        path = max(min(room(columns), 60), 12)
+        return (("PATH", path), *columns[1:])
 
     watch_agent = watch_rules = watch_audit = watch_auditing = watch_audited_at = watch_engine = watch_container_state = Pane._schedule
 
@@ -80,6 +115,8 @@ class MatrixPane(Pane):
         self.border_title = f"Access matrix · {self.agent}" if self.agent else "Access matrix"
         audited = list(self.audit.rows) if self.audit is not None else []
         seen = {r.path for r in audited}
+        paths = [r.path for r in audited] + [rule.container_path for rule in self.rules if rule.container_path not in seen]
+        self._depth = tail_depth([safe_line(p) for p in paths], self._columns[0][1])
         rows = [(r.path, self._cells(r.path, _declared(r.declared), r)) for r in audited]
         rows += [(rule.container_path, self._cells(rule.container_path, _declared(rule.access), None))
                  for rule in self.rules if rule.container_path not in seen]
@@ -89,17 +126,21 @@ class MatrixPane(Pane):
         self._update_notice()
 
     def _cells(self, path: str, declared: str, found: AuditRow | None) -> tuple:
+        shown = short_path(safe_line(path), self._columns[0][1], self._depth)
         if found is None:
-            return (path, Text("—", style="dim"), declared, Text("—", style="dim"), Text("—", style="dim"))
-        drift = not found.ok
-        style = "red" if drift else ""
-        return (
-            Text(safe_line(path), style="bold red" if drift else ""),
-            verdict_cell(found),
-            declared,
-            Text(mounted_brief(found.mount) or "—", style=style),
-            Text(probe_brief(found.probe) or "—", style=style),
-        )
+            dash = Text("—", style="dim")
+            cells = {"PATH": shown, "VERDICT": dash, "DECLARED": declared, "MOUNTED": dash, "PROBE": dash}
+        else:
+            drift = not found.ok
+            style = "red" if drift else ""
+            cells = {
+                "PATH": Text(shown, style="bold red" if drift else ""),
+                "VERDICT": verdict_cell(found),
+                "DECLARED": declared,
+                "MOUNTED": Text(mounted_brief(found.mount) or "—", style=style),
+                "PROBE": Text(probe_brief(found.probe) or "—", style=style),
+            }
+        return tuple(cells[label] for label, _ in self._columns)
 
     def _selected_audit_row(self) -> AuditRow | None:
         key = self.table.selected_key
@@ -122,7 +163,8 @@ class MatrixPane(Pane):
         row = self._selected_audit_row()
         if row is not None:
             high = "HIGH " if row.severity is Severity.HIGH else ""
-            self.set_notice(f"{safe_line(row.path)}: {high}{row.verdict.value} · mounted {safe_line(row.mounted)}\n"
+            self.set_notice(f"{safe_line(row.path)}: {high}{row.verdict.value} · declared {_declared(row.declared)}"
+                            f" · mounted {safe_line(row.mounted)}\n"
                             f"probe: {safe_line(row.probed)}" + (f"\n{safe_line(row.detail)}" if row.detail else ""),
                             "green" if row.ok else "bold red")
             return

@@ -10,20 +10,26 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
+from tui.actions import bindings
 from tui.formats import plain, safe_rich
 
 Cells = Sequence[str | Text]
 
 
 class PaneTable(DataTable):
-    """A row-cursor table whose rows are replaced as a whole and whose cursor stays on its key."""
+    """A row-cursor table whose rows are replaced as a whole and whose cursor stays on its key.
+
+    Arrow keys, ``j``/``k`` and home/end move the cursor (the table scope of :mod:`tui.actions`)."""
+
+    BINDINGS = bindings("table")
 
     DEFAULT_CSS = """
-    PaneTable { height: 1fr; background: transparent; }
+    PaneTable { height: 1fr; background: transparent; scrollbar-size-vertical: 1; }
     PaneTable > .datatable--header { background: transparent; text-style: bold; color: $text-muted; }
     """
 
@@ -48,6 +54,14 @@ class PaneTable(DataTable):
         self.clear(columns=True)
         for label, width in columns:
             self.add_column(label, width=width, key=label)
+
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0, animate=False, scroll=True)
+
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1, animate=False, scroll=True)
 
     @property
     def selected_key(self) -> str | None:
@@ -86,20 +100,32 @@ class Pane(Vertical, can_focus=False):
     DEFAULT_CSS = """
     Pane { border: round $panel-lighten-2; border-title-color: $text-muted; height: 1fr; }
     Pane:focus-within { border: round $accent; border-title-color: $accent; }
-    Pane > .pane--notice { height: auto; padding: 0 1; display: none; text-wrap: nowrap; text-overflow: ellipsis; }
+    Pane > .pane--notice { height: auto; padding: 0 1; display: none; }
     Pane > .pane--notice.-shown { display: block; }
     Pane.-stale PaneTable { text-opacity: 60%; }
     """
 
     COLUMNS: Sequence[tuple[str, int | None]] = ()
-    NOTICE_LINES: int | None = None  # a fixed notice height (no layout when it changes), or None: as needed
+    NOTICE_LINES: int | None = None  # lines the notice always keeps (it grows when a long line wraps), or None
 
     def __init__(self, title: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.border_title = title
         self._notice: Text | None = None
-        self._notice_lines = 0
         self._scheduled = False
+        self._columns = self.COLUMNS
+
+    @classmethod
+    def columns_for(cls, width: int) -> Sequence[tuple[str, int | None]]:
+        """The columns a pane ``width`` wide shows (a pane with narrower sets says which)."""
+        return cls.COLUMNS
+
+    def on_resize(self, event: events.Resize) -> None:
+        columns = self.columns_for(event.size.width + 2)  # size: inside the border
+        if columns != self._columns:
+            self._columns = columns
+            self.table.set_columns(columns)
+            self._schedule()
 
     def on_mount(self) -> None:
         self._schedule()
@@ -123,7 +149,7 @@ class Pane(Vertical, can_focus=False):
     def compose(self) -> ComposeResult:
         notice = Static(classes="pane--notice")
         if self.NOTICE_LINES:
-            notice.styles.height = self.NOTICE_LINES
+            notice.styles.min_height = self.NOTICE_LINES
             notice.add_class("-shown")
         yield notice
         yield PaneTable(self.COLUMNS)
@@ -137,15 +163,11 @@ class Pane(Vertical, can_focus=False):
         content = safe_rich(text, style) if text else Text()
         if content == self._notice:
             return
-        lines = content.plain.count("\n") + 1 if content.plain else 0
         notice = self.query_one(".pane--notice", Static)
-        if self.NOTICE_LINES:
-            notice.update(content, layout=False)
-        else:  # lines never wrap: the same count is the same height
-            notice.set_class(bool(lines), "-shown")
-            notice.update(content, layout=lines != self._notice_lines)
+        if not self.NOTICE_LINES:
+            notice.set_class(bool(content.plain), "-shown")
+        notice.update(content)  # long lines wrap: the height follows the text
         self._notice = content
-        self._notice_lines = lines
 
     def focus(self, scroll_visible: bool = True):
         self.table.focus(scroll_visible)

@@ -1,4 +1,6 @@
-"""The status bar: the MCP link, the Docker engine, any feed that is down, and the project root, on one line."""
+"""The status bar: the MCP link (where, and its state), the Docker engine, the gateway (where agents
+reach it, and its upstream), any feed that is down, and the project root; one line where it fits,
+wrapped where it does not. URLs arrive redacted (``LinkState.url``, ``GatewayState.upstream``)."""
 
 from __future__ import annotations
 
@@ -14,14 +16,21 @@ from core.mcp_link import LinkState
 from tui.formats import clock_time, short
 
 
+def where(url: str, width: int = 40) -> str:
+    """A URL as the header says it: without ``http://``, on one safe line (credentials are
+    already ``***``)."""
+    return short(url.removeprefix("http://"), width)
+
+
 def link_text(link: LinkState | None) -> Text:
-    """``● connected sse 12 ms`` from a LinkState (None: not started)."""
+    """``127.0.0.1:8000/sse ● connected sse 12 ms`` from a LinkState (None: not started)."""
     if link is None:
         return Text.assemble(("● ", "dim"), ("starting", "dim"))
     status = link.status
     colour = {"connected": "green", "connecting": "yellow", "down": "red"}.get(status, "dim")
-    parts: list[tuple[str, str] | str] = [(f"● {status}", f"bold {colour}")]
-    if link.transport:
+    parts: list[tuple[str, str] | str] = [(f"{where(link.url)} ", "") if link.url else "",
+                                          (f"● {status}", f"bold {colour}")]
+    if link.transport and not link.url:
         parts.append(f" {link.transport}")
     if status == "connected" and link.latency_ms is not None:
         parts.append(f" {link.latency_ms:.0f} ms")
@@ -42,25 +51,25 @@ def engine_text(engine: EngineView) -> Text:
 
 
 def gateway_text(gateway: GatewayView, feed_down: bool) -> Text:
-    """``● 172.17.0.1:8000 → up · 3 agents`` from the gateway's feed (the upstream's URL is in
-    ``qms-panel ping``; the header has one line)."""
+    """``● 172.17.0.1:8000 → 127.0.0.1:8001/mcp up · 3 agents`` from the gateway's feed: where
+    agents reach it, and the server behind it (redacted by the gateway)."""
     state = gateway.state
     if feed_down or state is None:
         return Text("● not running" if state is None else "● feed down", style="dim" if state is None else "bold red")
     colour = {"up": "green", "down": "red"}.get(state.upstream_state, "yellow")
     agents = len(state.agents)
-    return Text.assemble(("● ", f"bold {colour}"), (short(state.listen, 40), ""), (" → upstream", "dim"),
+    return Text.assemble(("● ", f"bold {colour}"), (short(state.listen, 40), ""), (" → ", "dim"), (where(state.upstream) if state.upstream else "upstream", ""),
                          (f" {state.upstream_state}", f"bold {colour}"),
                          (f" · {agents} agent{'s' if agents != 1 else ''}", "dim"))
 
 
 class StatusBar(Widget):
-    """One line at the top: ``qms-panel │ MCP … │ Docker … │ [feeds down │] root``."""
+    """At the top: ``MCP … │ Docker … │ Gateway … │ [feeds down │] root``."""
 
     DEFAULT_CSS = """
     StatusBar {
-        height: 1;
-        dock: top;
+        height: auto;
+        max-height: 3;
         background: $panel;
         color: $foreground;
         padding: 0 1;
@@ -79,7 +88,6 @@ class StatusBar(Widget):
         sep = (" │ ", "dim")
         clock = clock_time(self.now, self.now.tzinfo if self.now else None)
         line = Text.assemble(
-            ("qms-panel", "bold"), sep,
             ("MCP ", "bold"), link_text(self.link), sep,
             ("Docker ", "bold"), engine_text(self.engine), sep,
             ("Gateway ", "bold"), gateway_text(self.gateway, "gateway feed" in self.feeds_down), sep,
@@ -90,8 +98,12 @@ class StatusBar(Widget):
         if self.high_drift:
             names = ", ".join(short(name, 40) for name in self.high_drift)
             line.append_text(Text.assemble((f"⚠ HIGH drift: {names}", "bold white on red"), sep))
-        line.append(short(self.project_root, 200))
         width = self.content_region.width
+        root = short(self.project_root, 200)
+        room = width - line.cell_len  # the root takes what is left of the line, the clock what is left then
+        if len(root) > room and room >= 12:
+            root = "…" + root[-(room - 1):]  # its end says which project
+        line.append(root)
         if clock and width > line.cell_len + len(clock) + 1:
             line.append(" " * (width - line.cell_len - len(clock)))
             line.append(clock, style="dim")

@@ -471,7 +471,7 @@ class StreamPane(Vertical):
     def push(self, line: StreamLine) -> None:
         """Queue ``line``; the pane shows everything queued in one go, soon."""
         self._pending.append(line)
-        if not self._flush_scheduled and not self.paused:
+        if not self._flush_scheduled:  # paused: the flush only counts what waits
             self._flush_scheduled = True
             wait = self._last_flush + 1 / FLUSHES_PER_SECOND - time.monotonic()
             if wait > 0:

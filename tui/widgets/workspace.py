@@ -48,6 +48,9 @@ class WorkspacePane(Pane):
 
     COLUMNS = (("DOCUMENT", 16), ("TITLE", 28), ("STATUS", 18), ("HELD BY", 10), ("HELD SINCE", 12),
                ("LAST EDIT", 12), ("STATE", 14))
+    # a narrow pane (80 columns): no status, the title takes what the others leave
+    NARROW_COLUMNS = (("DOCUMENT", 10), ("TITLE", 12), ("HELD BY", 9), ("HELD SINCE", 10), ("LAST EDIT", 10),
+                      ("STATE", 12))
 
     NOTICE_LINES = 2
 
@@ -67,6 +70,16 @@ class WorkspacePane(Pane):
     def __init__(self, **kwargs) -> None:
         super().__init__("Workspace", **kwargs)
         self._announced: str | None = None
+
+    @classmethod
+    def columns_for(cls, width: int) -> tuple:
+        """Every column when the pane is ``width`` wide enough, else the narrow set with the title
+        as wide as the others leave it."""
+        if width >= sum(w + 2 for _, w in cls.COLUMNS) + 2:
+            return cls.COLUMNS
+        title = width - 2 - sum(w + 2 for label, w in cls.NARROW_COLUMNS if label != "TITLE") - 5
+        return tuple((label, max(title, 8) if label == "TITLE" else w) for label, w in cls.NARROW_COLUMNS)
+
 
     watch_rows = watch_warnings = watch_link_down = watch_scanned = watch_now = watch_gateway = Pane._schedule
 
@@ -103,15 +116,17 @@ class WorkspacePane(Pane):
         now = self.now
         status = " ".join(p for p in (row.status or "", f"v{row.version}" if row.version else "") if p)
         style = STATE_STYLE.get(state, "")
-        return (
-            plain(row.doc_id, "bold" if state != "unmanaged" else "italic"),  # a file name: every byte shown
-            short(row.title or "", 28),
-            status or "—",
-            row.holder or "—",
-            since(row.held_since, now) if now else "—",
-            since(row.last_edit, now) if now and row.last_edit else Text("no copy", style="red"),
-            Text(state, style=style),
-        )
+        widths = dict(self._columns)
+        cells = {
+            "DOCUMENT": plain(row.doc_id, "bold" if state != "unmanaged" else "italic"),  # a file name: every byte
+            "TITLE": short(row.title or "", widths.get("TITLE", 28)),
+            "STATUS": status or "—",
+            "HELD BY": row.holder or "—",
+            "HELD SINCE": since(row.held_since, now) if now else "—",
+            "LAST EDIT": since(row.last_edit, now) if now and row.last_edit else Text("no copy", style="red"),
+            "STATE": Text(state, style=style),
+        }
+        return tuple(cells[label] for label, _ in self._columns)
 
     def _update_notice(self) -> None:
         parts: list[tuple[str, str]] = []

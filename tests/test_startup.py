@@ -89,21 +89,23 @@ note(f"exit {code}")
 
 
 class Terminal:
-    """A tmux session at 160x46 running one command; its screen as text."""
+    """A tmux session at 160x46 running one command, on a tmux server of its own; its screen as text."""
 
     def __init__(self, name: str, command: str) -> None:
         self.name = name
-        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "46", command], check=True)
+        self.tmux = ["tmux", "-L", name, "-f", "/dev/null"]  # its own server and no config: nothing else touches it
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", name, "-x", "160", "-y", "46", command], check=True)
+        subprocess.run([*self.tmux, "resize-window", "-t", name, "-x", "160", "-y", "46"], check=True)
 
     def screen(self) -> str:
-        done = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
+        done = subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.name], capture_output=True, text=True)
         return done.stdout
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *keys], check=True)
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
 
 
 def wait_for(what: str, check, limit: float = 60.0):
@@ -135,7 +137,7 @@ def start_panel(tmp_path, sample_project, mode: str):
         pytest.skip("tmux is not installed")
     script, events, release = tmp_path / "panel.py", tmp_path / "events", tmp_path / "release"
     script.write_text(SCRIPT)
-    command = (f"cd {ROOT} && PYTHONPATH={ROOT} QMS_PANEL_READY_FILE={events} TERM=xterm-256color {sys.executable} {script} "
+    command = (f"cd {ROOT} && env -u COLUMNS -u LINES PYTHONPATH={ROOT} QMS_PANEL_READY_FILE={events} TERM=xterm-256color {sys.executable} {script} "
                f"{events} {release} {mode} {sample_project}")
     return Terminal(f"qmst-startup-{uuid.uuid4().hex[:8]}", command), events, release
 
@@ -144,8 +146,11 @@ def test_prepare_runs_after_the_first_frame_and_before_the_services(tmp_path, sa
     term, events, release = start_panel(tmp_path, sample_project, "ok")
     try:
         # prepare holds until released: the layout and its progress line are on screen meanwhile
-        screen = wait_for("the layout and prepare's line", lambda: (s := term.screen()) and "Containers" in s
-                          and "preparing: waiting for the test" in s and s)
+        try:
+            screen = wait_for("the layout and prepare's line", lambda: (s := term.screen()) and "Containers" in s
+                              and "preparing: waiting for the test" in s and s)
+        except AssertionError:
+            raise AssertionError(f"screen:\n{term.screen()}\nevents: {lines(events)}") from None
         assert "Connecting to the Docker engine" in screen and "Workspace" in screen
         assert lines(events) == ["first-frame", "prepare"]  # no services while prepare runs
         release.touch()

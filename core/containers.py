@@ -35,10 +35,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import docker
-import docker.errors
-from docker.types import Mount
-from docker.utils.socket import frames_iter
 from pydantic import BaseModel
 
 from core import layout
@@ -61,9 +57,12 @@ from core.errors import (
     OtherProject,
     ProjectError,
 )
+from core.lazy_import import lazy_module
 from core.safe_text import safe_line
 from core.settings import AGENT_ID_RE, Settings, check_agent_id
 from core.telemetry.agent_env import agent_environment
+
+docker = lazy_module("docker")  # imported on first use: the panel draws its rows before it loads
 
 __all__ = [
     "LABEL_MANAGED", "LABEL_AGENT", "LABEL_PROJECT_ROOT", "ContainerManager", "ContainerRow", "ContainerDetail",
@@ -743,7 +742,7 @@ class _ExecSocket:
             self._raw.shutdown(socket.SHUT_WR)
 
     def __iter__(self) -> Iterator[bytes]:
-        for _stream, data in frames_iter(self.sock, tty=False):
+        for _stream, data in docker.utils.socket.frames_iter(self.sock, tty=False):
             yield data
 
     def close(self) -> None:
@@ -767,8 +766,8 @@ def _health_of(state: dict) -> str | None:
     return (state.get("Health") or {}).get("Status") or None
 
 
-def _mounts(plan: layout.AgentLayout) -> list[Mount]:
-    return [Mount(target=m.target, source=m.source, type=m.kind.value, read_only=m.read_only) for m in plan.mounts]
+def _mounts(plan: layout.AgentLayout) -> list[docker.types.Mount]:
+    return [docker.types.Mount(target=m.target, source=m.source, type=m.kind.value, read_only=m.read_only) for m in plan.mounts]
 
 
 def _make_dirs(path: Path) -> list[Path]:

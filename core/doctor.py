@@ -31,17 +31,19 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
-import httpx
 from pydantic import BaseModel
 
 from core import probes
 from core.errors import EngineError, QmsPanelError
+from core.lazy_import import lazy_module
 from core.mcp_stream import redact_text, redact_url
 from core.settings import transport_from_url
 
 if TYPE_CHECKING:
     from core.containers import ContainerManager, ContainerRow
     from core.settings import Settings
+
+httpx = lazy_module("httpx")  # imported on first use: the panel draws its probe cells before it loads
 
 TransportName = Literal["sse", "streamable-http"]
 Stage = Literal["tcp", "handshake"]

@@ -23,10 +23,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
-import docker
-import docker.errors
-import requests
-
 from core.errors import (
     ContainerNotRunning,
     ContainerNotFound,
@@ -38,6 +34,11 @@ from core.errors import (
     NameConflict,
     QmsPanelError,
 )
+from core.lazy_import import lazy_module
+
+# imported on first use (the panel draws before they load): see core/lazy_import.py
+docker = lazy_module("docker")
+requests = lazy_module("requests")
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 CLIENT_TIMEOUT = 60  # seconds; stop/restart add their own grace period on top

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -43,11 +43,9 @@ from mcp.types import CONNECTION_CLOSED
 from pydantic import BaseModel
 
 from core.errors import CallTimeout, LinkDown, McpError, ReplyLost, ServerReplyError
+from core.link_state import LinkState, TransportName  # the link's state (re-exported: its old home)
 from core.mcp_stream import McpStream, redact_text, redact_url
 from core.settings import transport_from_url
-
-LinkStatus = Literal["connecting", "connected", "down"]
-TransportName = Literal["sse", "streamable-http"]
 
 _HTTP_HINTS = {
     404: "wrong path or transport? /sse is SSE, /mcp is streamable HTTP",
@@ -55,20 +53,6 @@ _HTTP_HINTS = {
     406: "the request lacked Accept: application/json, text/event-stream",
     421: "Invalid Host header: the server's allowed hosts lack this host name",
 }
-
-
-class LinkState(BaseModel):
-    """What the link is doing now; a new value is published on every change."""
-
-    status: LinkStatus
-    transport: TransportName
-    url: str  # credentials redacted
-    reason: str | None = None
-    attempt: int = 0  # connection attempt since the link was last connected (1 = first try)
-    latency_ms: float | None = None  # last ping round trip
-    since: datetime  # when ``status`` last changed
-    server_name: str | None = None
-    tools: list[str] = []
 
 
 class ToolResult(BaseModel):

@@ -38,13 +38,13 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from pydantic import BaseModel
 
 from core.errors import CallTimeout, InvalidDocumentId, McpError, QmsOperationError, ReplyLost, UnsafeCopy
-from core.mcp_link import McpLink, TransportName, open_link
+from core.link_state import TransportName
 from core.notice import Notice, Severity
 from core.qms_files import (
     CopyRead,
@@ -57,6 +57,9 @@ from core.qms_files import (
     workspace_copy,
 )
 from core.settings import check_agent_id
+
+if TYPE_CHECKING:  # the link is handed in: the panel's rows and checks load without the MCP SDK
+    from core.mcp_link import McpLink
 
 __all__ = ["OpStatus", "Operation", "OpOutcome", "FileFacts", "QmsOps", "classify", "check_doc_id", "check_agent",
            "run_once", "find_meta", "draft_path"]
@@ -725,5 +728,7 @@ async def run_once(url: str, transport: TransportName | None, project_root: Path
                    work: Callable[[QmsOps], Awaitable[OpOutcome]], *, timeout: float = 10.0,
                    call_timeout: float = 60.0) -> OpOutcome:
     """Open a short-lived link, run one operation, close the link (for the command line)."""
+    from core.mcp_link import open_link
+
     async with open_link(url, transport=transport, timeout=timeout, call_timeout=call_timeout) as link:
         return await work(QmsOps(link, project_root))

@@ -10,23 +10,13 @@ import json
 import pkgutil
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import core
+from support.import_block import import_without
 
 FORBIDDEN = ("textual", "rich", "tui")
 ROOT = Path(__file__).parent.parent
-
-BLOCKER = f"""
-import importlib.abc, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in {FORBIDDEN!r}:
-            raise ModuleNotFoundError(f"blocked by the hygiene test: {{name}}", name=name)
-sys.meta_path.insert(0, Block())
-"""
-
 
 def all_core_modules() -> list[str]:
     names = ["core"]
@@ -37,12 +27,7 @@ def all_core_modules() -> list[str]:
 
 
 def run_isolated(modules: list[str]) -> subprocess.CompletedProcess:
-    code = BLOCKER + (
-        "import importlib, json\n"
-        f"for name in {modules!r}: importlib.import_module(name)\n"
-        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r})))\n"
-    )
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    return import_without(FORBIDDEN, modules, test="hygiene")
 
 
 def test_every_core_module_imports_without_ui_libraries():

@@ -28,12 +28,13 @@ from core.container_board import ContainerUpdate
 from core.engine_events import ContainerEvent, EngineBack
 from core.gateway.calls_board import CallsUpdate, GatewayView
 from core.image import attach_argv
-from core.mcp_link import LinkState
+from core.link_state import LinkState
 from core.mcp_stream import StreamEvent
 from core.notice import Notice
 from core.qms_board import QmsUpdate
 from core.qms_watch import ActivityEvent
 from core.safe_text import safe_text
+from core.services import utc_now
 from core.settings import Settings
 from tui.actions import check_keymap, palette
 from tui.checks import Checks
@@ -42,6 +43,7 @@ from tui.operations import Operations
 from tui.screens.logs import LogsScreen
 from tui.screens.main import MainScreen
 from tui.seams import PanelServices
+from tui.startup import NotYet, ReadyMarks, Starting, Startup
 from tui.container_cells import waiting
 from tui.widgets.stream import LineMaker, Source
 
@@ -59,14 +61,15 @@ class QmsPanel(App[int]):
     # ctrl+c quits, as in k9s or lazydocker (Textual's own ctrl+c only says to press ctrl+q)
     BINDINGS = [Binding("ctrl+c", "quit", "Quit", show=False, priority=True)]
 
-    def __init__(self, settings: Settings, services: PanelServices, *, clock: Callable[[], datetime] | None = None,
-                 still: bool = False, after: Callable[[Callable[[str], None]], None] | None = None) -> None:
+    def __init__(self, settings: Settings, services: PanelServices | None, *,
+                 clock: Callable[[], datetime] | None = None, still: bool = False,
+                 startup: Startup | None = None) -> None:
         super().__init__()
-        self.after = after  # run in a thread once the panel is live (the demo's agents)
         self.set_keymap(check_keymap(settings.keymap))
         self.settings = settings
-        self.services = services
-        self.clock = clock or services.now
+        self.startup = startup  # None: the services are given (tests, scenes), the feeds start on mount
+        self.clock = clock or (services.now if services is not None else utc_now)
+        self.marks = ReadyMarks.from_env()
         self.still = still  # no animation, no blinking cursor (snapshots and screenshots)
         if still:
             self.animation_level = "none"
@@ -74,8 +77,12 @@ class QmsPanel(App[int]):
         self.notices: deque[tuple[str, str, str]] = deque(maxlen=100)  # (severity, title, message), newest last
         self.main = MainScreen()  # kept here: a worker may report after the screen stack is gone, at exit
         self.feeds = FeedRunner(self._feed_health, self.show)
-        self.operations = Operations(services, spawn=self._spawn, show=self.show, busy=self._busy)
-        self.checks = Checks(services, self.main, spawn=self._spawn, show=self.show, clock=self.clock)
+        self.live = services is not None
+        if services is not None:
+            self._use(services)
+        else:  # until the startup thread hands the bundle over (attach_services)
+            self.services = Starting(settings, self.clock)  # type: ignore[assignment] - what is known without I/O
+            self.operations = self.checks = NotYet(self.show)  # type: ignore[assignment]
         self._ticks = 0
         self._waits: dict[str, object] = {}  # agent -> the wait for permission already announced
 
@@ -88,11 +95,56 @@ class QmsPanel(App[int]):
                 yield SystemCommand(action.label, action.help, partial(screen.run_action, action.action))
         yield from super().get_system_commands(screen)
 
+    def _use(self, services: PanelServices) -> None:
+        self.services = services
+        self.operations = Operations(services, spawn=self._spawn, show=self.show, busy=self._busy)
+        self.checks = Checks(services, self.main, spawn=self._spawn, show=self.show, clock=self.clock)
+
     def on_mount(self) -> None:
-        main, services = self.main, self.services
+        main = self.main
         main.agents = list(self.settings.agents)
         main.project_root = str(self.settings.project_root)
         main.now = self.clock()
+        self.set_interval(1.0, self._tick)
+        self.call_after_refresh(self._first_frame)
+        if self.live:
+            self._start_feeds()
+
+    def _first_frame(self) -> None:
+        if self.marks:
+            self.marks.mark("first-frame")
+        if self.startup is not None:
+            self.startup.begin(self)
+
+    # --- the startup thread's reports (on the app's loop) ---
+
+    def attach_services(self, services: PanelServices) -> None:
+        """The bundle has been built: the panes fill in as its feeds report."""
+        if self.live:
+            return
+        self._use(services)
+        self.live = True
+        self._start_feeds()
+        if self.startup is not None:
+            self.startup.went_live()
+
+    def say(self, text: str) -> None:
+        """A progress line of the startup (``prepare`` / ``after``) in the stream."""
+        self.main.stream.push(self.lines.note(self.clock(), "ops", "panel", text))
+
+    def startup_failed(self, notice: Notice) -> None:
+        self.main.stream.push(self.lines.note(self.clock(), "ops", "panel", f"{notice.title}: {notice.message}",
+                                              "error" if notice.severity == "error" else "warning"))
+        self.show(notice)
+
+    def _check_complete(self) -> None:
+        """``QMS_PANEL_READY_FILE``: the first frame with the containers listed and the QMS scanned."""
+        if (self.marks and "complete" not in self.marks.done and self.main.scanned
+                and self.services.container_board.view.listed):
+            self.call_after_refresh(self.marks.mark, "complete")
+
+    def _start_feeds(self) -> None:
+        services = self.services
         for feed in (
             Feed.task("Docker engine", services.container_board.run),
             Feed("container updates", services.container_board.updates, self._containers),
@@ -107,26 +159,11 @@ class QmsPanel(App[int]):
             Feed.task("doctor", self.checks.doctor_loop),
         ):
             self.run_worker(self.feeds.keep(feed), name=feed.name, group="feed", exit_on_error=False)
-        self.set_interval(1.0, self._tick)
-        if self.after is not None:
-            self.run_worker(self._run_after, name="start-up", thread=True, group="work", exit_on_error=False)
-
-    def _run_after(self) -> None:
-        """The caller's start-up work, in a thread; its lines and its error arrive as notifications."""
-        def tell(notice: Notice) -> None:
-            try:
-                self.call_from_thread(self.show, notice)
-            except RuntimeError:  # the app has ended meanwhile: nobody to tell
-                pass
-
-        try:
-            self.after(lambda text: tell(Notice(title="start-up", message=text)))
-        except Exception as exc:  # noqa: BLE001 - one line, the panel carries on
-            tell(Notice(title=getattr(exc, "title", None) or "start-up failed",
-                        message=str(exc) or type(exc).__name__, severity="error"))
 
     def _tick(self) -> None:
         self.main.now = self.clock()
+        if not self.live:
+            return
         self._ticks += 1
         if self._ticks % RETIME_EVERY == 0:
             self.services.qms_board.retime()
@@ -147,6 +184,7 @@ class QmsPanel(App[int]):
             elif isinstance(ev, ContainerEvent) and ev.action == "start" and ev.managed:
                 self.checks.audit_one(ev.name)
         self._dropped("docker", "engine event(s)", update.dropped)
+        self._check_complete()
 
     def _qms(self, update: QmsUpdate) -> None:
         main, snapshot = self.main, update.view.snapshot
@@ -162,6 +200,7 @@ class QmsPanel(App[int]):
                 main.stream.push(self.lines.note(self.clock(), "qms", "—", f"unreadable {item.path}: {item.reason}",
                                                  "warning"))
         self._dropped("qms", "audit line(s) and warning(s)", update.dropped)
+        self._check_complete()
 
     def _calls(self, update: CallsUpdate) -> None:
         self._gateway(update.view)
@@ -221,6 +260,9 @@ class QmsPanel(App[int]):
         self.main.busy = busy | ({agent: doing} if doing else {})
 
     def open_logs(self, agent: str, container: str) -> None:
+        if not self.live:
+            self.operations.logs()  # says the panel is still starting
+            return
         screen = LogsScreen(agent, container)
 
         async def follow() -> None:
@@ -236,6 +278,9 @@ class QmsPanel(App[int]):
         """Suspend the panel and run what ``qms-panel attach`` runs, on this terminal; back on detach.
 
         The docker CLI owns the terminal meanwhile (the panel's loop waits: it draws nothing then)."""
+        if not self.live:
+            self.operations.attach()  # says the panel is still starting
+            return
         docker = shutil.which("docker")
         if docker is None:
             self.show(Notice(title="Cannot attach", message="the docker CLI is not on PATH (t runs `docker exec -it`)",
@@ -275,11 +320,15 @@ class QmsPanel(App[int]):
             self.show(Notice(title=title, message=f"{event.worker.name}: {reason}", severity="error"))
 
 
-def make_app(settings: Settings, services: PanelServices, *, clock: Callable[[], datetime] | None = None,
-             still: bool = False, after: Callable[[Callable[[str], None]], None] | None = None) -> QmsPanel:
+def make_app(settings: Settings, services: PanelServices | None = None, *,
+             clock: Callable[[], datetime] | None = None, still: bool = False,
+             startup: Startup | None = None) -> QmsPanel:
     """The app for ``settings`` over ``services``: what the CLI, the tests and the screenshot script run.
 
     ``clock`` (default: the bundle's) gives every time the panes show; ``still`` turns animation and
-    cursor blinking off, for snapshots.
+    cursor blinking off, for snapshots. Without ``services``, ``startup`` builds them after the first
+    frame (:mod:`tui.startup`; ``qms-panel`` starts so).
     """
-    return QmsPanel(settings, services, clock=clock, still=still, after=after)
+    if (services is None) == (startup is None):
+        raise TypeError("make_app takes either services or a startup")
+    return QmsPanel(settings, services, clock=clock, still=still, startup=startup)

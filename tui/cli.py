@@ -58,7 +58,7 @@ def _load(name: str) -> ModuleType:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The full parser, or (``only``) one whose other subcommands are stubs.
+    """The full parser, or (``only``) one whose other subcommands are stubs (``""``: all of them).
 
     Command modules may import heavy libraries (the MCP SDK, docker, Textual); loading all of
     them costs seconds, so a command line that names a subcommand loads just that one.
@@ -137,8 +137,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str], named: str | None) -> int:
     as_json = "--json" in argv  # known before the parser has run: its errors are JSON too
+    # no command named: the panel opens, and no command module loads (all of them cost half a
+    # second before the first frame); only the full help needs them all
+    only = named if named is not None else (None if {"-h", "--help"} & set(argv) else "")
     try:
-        args = build_parser(only=named).parse_args(argv)
+        args = build_parser(only=only).parse_args(argv)
         if named is not None and args.command != named:  # the name was a flag's value: load everything
             args = build_parser().parse_args(argv)
     except UsageError as err:

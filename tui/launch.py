@@ -1,27 +1,37 @@
-"""`qms-panel` with no subcommand: build the services for the settings and run the app."""
+"""`qms-panel` with no subcommand: the app at once, its services built after the first frame.
+
+Only Textual and the core's light models are imported before the first frame; the services
+(Docker SDK, MCP SDK, the boards) are built in a thread once it is drawn (:mod:`tui.startup`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from core.services import build_services
 from core.settings import Settings
 from tui.library_logs import quiet_library_logs
+from tui.startup import Step, Startup
 
 
-def run_app(settings: Settings, *, after: Callable[[Callable[[str], None]], None] | None = None) -> int:
+def run_app(settings: Settings, *, prepare: Step | None = None, after: Step | None = None) -> int:
     """Run the panel until the operator quits; the exit code is 0 unless the app says otherwise.
 
-    ``after(say)``, if given, runs in a thread worker once the panel is live (the demo starts its
-    agents there); ``say(text)`` shows a line in the panel; an error it raises is shown as one line.
+    ``prepare(say)`` runs in a thread after the first frame and before the services are built;
+    ``after(say)`` in a thread once they are live; ``say(text)`` shows a progress line in the panel.
+    A failing ``prepare`` is shown as its one line and the panel stays open (``after`` is skipped);
+    a failing ``after`` is one notification. Either may still run when the operator quits: this
+    returns anyway (daemon threads) and the caller cleans up what they made.
     """
     from tui.app import make_app
 
     quiet_library_logs()
-    services = build_services(settings)
+    startup = Startup(lambda: _build(settings), prepare=prepare, after=after)
     try:
-        app = make_app(settings, services, after=after)
-        code = app.run()
+        code = make_app(settings, startup=startup).run()
     finally:
-        services.close()
+        startup.close()
     return code or 0
+
+
+def _build(settings: Settings):  # noqa: ANN202 - the bundle (core.services.Services)
+    from core.services import build_services  # its parts import the Docker and MCP SDKs: in the thread
+
+    return build_services(settings)

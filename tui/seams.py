@@ -20,7 +20,7 @@ from core.containers import ContainerRow
 from core.doctor import DoctorReport
 from core.gateway.calls_board import CallsUpdate, GatewayView
 from core.layout import AgentLayout
-from core.mcp_link import LinkState
+from core.link_state import LinkState
 from core.mcp_stream import StreamEvent
 from core.qms_board import QmsUpdate
 from core.qms_ops import OpOutcome

@@ -29,7 +29,7 @@ from core.containers import ContainerRow
 from core.doctor import ProbeResult
 from core.errors import QmsPanelError
 from core.gateway.calls_board import GatewayView
-from core.mcp_link import LinkState
+from core.link_state import LinkState
 from core.qms_ops import check_doc_id, checkout_warning
 from core.qms_state import CheckoutRow
 from tui.actions import bindings

@@ -12,7 +12,7 @@ from textual.widget import Widget
 
 from core.container_board import EngineView
 from core.gateway.calls_board import GatewayView
-from core.mcp_link import LinkState
+from core.link_state import LinkState
 from tui.formats import clock_time, short
 
 

@@ -163,10 +163,10 @@ def test_demo_opens_the_panel_on_a_sample_and_a_server_and_cleans_up(tmp_path):
         screen = ""
         while time.monotonic() < deadline:
             screen = tmux("capture-pane", "-p", "-t", "demo")
-            if "connected" in screen and "CR-001" in screen:
+            if "connected" in screen and "claude" in screen:
                 break
             time.sleep(0.5)
-        assert "connected" in screen and "CR-001" in screen, screen
+        assert "connected" in screen and "claude" in screen, screen
         gateways = subprocess.run(["pgrep", "-f", "tui.cli gateway --json --quiet --project-root .*qms-panel-demo-"],
                                   capture_output=True, text=True).stdout.split()
         assert len(gateways) == 1, "the demo runs one gateway of its own"
@@ -178,7 +178,7 @@ def test_demo_opens_the_panel_on_a_sample_and_a_server_and_cleans_up(tmp_path):
     finally:
         subprocess.run(["tmux", "-L", "qms-panel-test", "kill-server"], capture_output=True)
     assert not Path(f"/proc/{gateways[0]}").exists(), "the demo's gateway stopped with it"
-    removed = re.search(r"qms-panel demo: stopped; removed (\S+)", after)
+    removed = re.search(r"qms-panel demo: stopped; removed .* and (\S+)", after.replace("\n", ""))
     assert removed, after
     assert "qms-panel-demo-" in removed.group(1) and not Path(removed.group(1)).exists()
 

@@ -139,7 +139,8 @@ def test_launch_points_claude_codes_telemetry_at_the_receiver_unless_it_is_off(c
         return manager.inspect(manager.launch(agent, AGENT_CMD).name).env
 
     on = env("claude")
-    assert {k: on[k] for k in on if k.startswith(("OTEL_", "CLAUDE_CODE_", "QMS_PANEL_"))} == {
+    assert on["QMS_PANEL_MCP_URL"] == "http://host.docker.internal:8000/sse"  # container_mcp_url, for scripts
+    assert {k: on[k] for k in on if k.startswith(("OTEL_", "CLAUDE_CODE_", "QMS_PANEL_")) and k != "QMS_PANEL_MCP_URL"} == {
         "CLAUDE_CODE_ENABLE_TELEMETRY": "1", "OTEL_LOGS_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://host.docker.internal:4318",
         "OTEL_LOGS_EXPORT_INTERVAL": "1000", "OTEL_METRIC_EXPORT_INTERVAL": "10000",

@@ -22,6 +22,7 @@ can reach) and ``after`` is skipped. The threads are daemons: quitting never wai
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 import time
@@ -113,12 +114,14 @@ class Startup:
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._app: Any = None
+        self._context: contextvars.Context | None = None
 
     # --- on the app's loop ---
 
     def begin(self, app: Any) -> None:
         """Start the thread (called on the app's loop, after the first frame)."""
         self._app, self._loop = app, asyncio.get_running_loop()
+        self._context = contextvars.copy_context()  # the app's (active_app...): what its methods need
         self._thread(self._build, "qms-panel startup")
 
     def went_live(self) -> None:
@@ -170,9 +173,15 @@ class Startup:
         if loop is None or app is None:
             return
         try:
-            loop.call_soon_threadsafe(lambda: getattr(app, method)(arg))
+            loop.call_soon_threadsafe(self._deliver, app, method, arg, context=self._context)
         except RuntimeError:  # the loop has closed: the operator quit
             pass
+
+    @staticmethod
+    def _deliver(app: Any, method: str, arg: object) -> None:
+        """On the app's loop: hand ``arg`` to the app, unless it is ending (the operator quit)."""
+        if getattr(app, "is_running", True):
+            getattr(app, method)(arg)
 
     @staticmethod
     def _thread(target: Callable[[], None], name: str) -> None:

@@ -147,6 +147,8 @@ def run_demo(overrides: dict[str, Any], config: Path | None = None) -> int:
 
         try:
             code = run_app(settings, after=after)
+        except SystemExit as stop:  # SIGTERM/SIGHUP (leave): clean up, then exit as the caller does
+            code = stop.code if isinstance(stop.code, int) else 1
         finally:
             hold_signals()
             removed = agents.remove_all()
